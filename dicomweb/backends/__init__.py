@@ -1,0 +1,1 @@
+"""Storage: tiers over fsspec, the archive container."""

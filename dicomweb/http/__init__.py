@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the DICOMweb resources: media types, multipart, problem details."""

@@ -1,0 +1,1 @@
+"""Optional parts with their own dependencies: codecs, dimse, federation, wsi."""

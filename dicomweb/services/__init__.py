@@ -1,0 +1,1 @@
+"""The services every transport shares: ingest, retrieve, query."""

@@ -1,0 +1,118 @@
+"""Spooling incoming instances: memory up to a bound, then a file next to the storage tier.
+
+The spool hashes while it writes, so the sha256 and size are known the moment the last byte arrives and
+the stored file never has to be read again for them. A spool file on the tier's filesystem is renamed
+into place by the tier: a large instance is written to disk exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+SPOOL_SUFFIX = ".part"
+
+
+@dataclass
+class StagedBlob:
+    """A complete received instance: in memory (``data``) or in a staging file (``path``)."""
+
+    sha256: str
+    size: int
+    data: bytes | None = None
+    path: Path | None = None
+
+    def open(self) -> BinaryIO:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.path is not None
+        return open(self.path, "rb")
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+        self.data = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StagedBlob:
+        return cls(sha256=hashlib.sha256(data).hexdigest(), size=len(data), data=data)
+
+
+class BlobSpooler:
+    """Accumulates one part's bytes; call :meth:`finish` for the blob or :meth:`abort` to drop it."""
+
+    def __init__(self, staging_dir: Path, memory_limit: int) -> None:
+        self._dir = staging_dir
+        self._limit = memory_limit
+        self._hash = hashlib.sha256()
+        self._buffer = bytearray()
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        if self._file is not None:
+            self._file.write(chunk)
+            return
+        self._buffer += chunk
+        if len(self._buffer) > self._limit:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._path = self._dir / f"{uuid.uuid4().hex}{SPOOL_SUFFIX}"
+            self._file = open(self._path, "wb")
+            self._file.write(self._buffer)
+            self._buffer = bytearray()
+
+    def finish(self) -> StagedBlob:
+        digest = self._hash.hexdigest()
+        if self._file is None:
+            return StagedBlob(sha256=digest, size=self._size, data=bytes(self._buffer))
+        self._file.close()
+        self._file = None
+        return StagedBlob(sha256=digest, size=self._size, path=self._path)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            try:
+                os.unlink(self._path)
+            except FileNotFoundError:
+                pass
+        self._buffer = bytearray()
+
+
+def stage_file(path: Path, staging_dir: Path, memory_limit: int) -> StagedBlob:
+    """Stage a file from disk (the importer): copied so the tier may consume the staged copy."""
+    spool = BlobSpooler(staging_dir, memory_limit)
+    try:
+        with open(path, "rb") as fp:
+            while chunk := fp.read(1 << 20):
+                spool.write(chunk)
+    except BaseException:
+        spool.abort()
+        raise
+    return spool.finish()
+
+
+def stage_stream(stream: BinaryIO, staging_dir: Path, memory_limit: int) -> StagedBlob:
+    spool = BlobSpooler(staging_dir, memory_limit)
+    try:
+        while chunk := stream.read(1 << 20):
+            spool.write(chunk)
+    except BaseException:
+        spool.abort()
+        raise
+    return spool.finish()
