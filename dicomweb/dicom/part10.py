@@ -183,9 +183,10 @@ def _locate_pixels(fp: BinaryIO, ds: Dataset, transfer_syntax: str, file_size: i
     head = fp.read(8)
     if len(head) < 8:
         return None
-    # The encoding pydicom found, not the one the meta claims: some writers disagree with themselves.
-    implicit, little = getattr(ds, "original_encoding", (transfer_syntax == IMPLICIT_LITTLE, True))
-    big = not little if little is not None else transfer_syntax == BIG_ENDIAN
+    big = transfer_syntax == BIG_ENDIAN
+    # Whether a VR follows the tag is read off the bytes, not the meta: some writers claim explicit VR
+    # and write implicit (pydicom copes the same way).
+    implicit = not (65 <= head[4] <= 90 and 65 <= head[5] <= 90)
     group, elem = struct.unpack(">HH" if big else "<HH", head[:4])
     tag = (group << 16) | elem
     if tag not in PIXEL_TAGS:

@@ -22,6 +22,7 @@ from ..index.models import Instance, Patient, Series, Study
 from ..stow.routes import base_url
 
 SUPPORTED = {"PatientID", "00100020", "StudyInstanceUID", "0020000D"}
+MAX_INT = 2**31 - 1  # what every index can bind as an integer
 CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
@@ -46,8 +47,8 @@ def _int_param(request: Request, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise HTTPProblem(400, f"query parameter {name}={raw!r} is not a whole number") from None
-    if value < 0:
-        raise HTTPProblem(400, f"query parameter {name} must not be negative")
+    if not 0 <= value <= MAX_INT:
+        raise HTTPProblem(400, f"query parameter {name} must be between 0 and {MAX_INT}")
     return value
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydicom.dataset import Dataset
@@ -88,18 +89,23 @@ def storage_key(parsed: ParsedInstance, sha256: str) -> str:
     )
 
 
-def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], key: str) -> int:
-    """Insert a row unless its unique ``key`` exists (a concurrent ingest may race us); return its id."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    else:  # pragma: no cover - other databases: plain insert, the caller retries on IntegrityError
-        stmt = table.insert().values(**values)
-    conn.execute(stmt)
-    row_id = conn.execute(select(table.c.id).where(table.c[key] == values[key])).scalar_one()
-    return int(row_id)
+@lru_cache(maxsize=32)
+def _upsert_statement(dialect_name: str, table: Any, key: str, touch: tuple[str, ...]) -> Any:
+    """Built once per table: statement construction costs more than its execution."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt: Any = dialect.insert(table)
+    refreshed = {column: stmt.excluded[column] for column in (touch or (key,))}
+    return stmt.on_conflict_do_update(index_elements=[key], set_=refreshed).returning(table.c.id, *(
+        [table.c.study_fk] if "study_fk" in table.c else []))
+
+
+def _upsert(conn: Connection, table: Any, values: dict[str, Any], key: str, touch: tuple[str, ...] = ()) -> Any:
+    """Insert a row unless its unique ``key`` exists (a concurrent ingest may race us), in one statement.
+
+    ``touch`` columns are refreshed on an existing row (``updated_at``); the row's id comes back either way
+    through RETURNING, which SQLite 3.35+ and PostgreSQL both have.
+    """
+    return conn.execute(_upsert_statement(conn.dialect.name, table, key, touch), values).one()
 
 
 class IngestService:
@@ -284,7 +290,7 @@ class IngestService:
         name = _text(ds, "PatientName", 330)
         birth = _text(ds, "PatientBirthDate", 8)
         patient_key = f"{issuer}|{patient_id}" if patient_id else f"~{name}|{birth}"
-        patient_fk = _insert_ignore(
+        patient_fk = _upsert(
             conn,
             patients,
             {
@@ -297,8 +303,8 @@ class IngestService:
                 "created_at": now,
             },
             "patient_key",
-        )
-        study_fk = _insert_ignore(
+        ).id
+        study_fk = _upsert(
             conn,
             studies,
             {
@@ -315,8 +321,9 @@ class IngestService:
                 "updated_at": now,
             },
             "study_instance_uid",
-        )
-        series_fk = _insert_ignore(
+            touch=("updated_at",),
+        ).id
+        series_row = _upsert(
             conn,
             series_t,
             {
@@ -330,9 +337,10 @@ class IngestService:
                 "updated_at": now,
             },
             "series_instance_uid",
+            touch=("updated_at",),
         )
-        owner = conn.execute(select(series_t.c.study_fk).where(series_t.c.id == series_fk)).scalar_one()
-        if owner != study_fk:
+        series_fk = series_row.id
+        if series_row.study_fk != study_fk:
             raise _IndexConflict(
                 DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                 f"series {parsed.series_instance_uid} is already stored in another study",
@@ -357,8 +365,6 @@ class IngestService:
         else:
             conn.execute(update(instances).where(instances.c.id == current.id).values(**values))
             outcome, old = "replaced", (current.tier, current.storage_key)
-        conn.execute(update(series_t).where(series_t.c.id == series_fk).values(updated_at=now))
-        conn.execute(update(studies).where(studies.c.id == study_fk).values(updated_at=now))
         return outcome, old
 
 
