@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
 import yaml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,11 +22,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .archive import Archive
+from .backends.tiers import StorageUnavailable
 from .http.problems import HTTPProblem, from_exception, problem_response
-from .qido.routes import search_studies
+from .jobs.admin import admin_routes
+from .jobs.background import Background
+from .plugins.dimse.routes import worklist_routes
+from .qido.routes import (
+    search_instances,
+    search_series,
+    search_series_instances,
+    search_studies,
+    search_study_instances,
+    search_study_series,
+)
+from .rendered.routes import rendered, thumbnail
+from .services.containers import InstanceIntegrityError
 from .settings import Settings
 from .stow.routes import store_instances
+from .wado.bulkdata import retrieve_bulkdata
+from .wado.frames import retrieve_frames
 from .wado.routes import delete_resource, retrieve_instances, retrieve_metadata
+from .wado.uri import wado_uri
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,11 @@ async def health(request: Request) -> Response:
 def dicomweb_routes() -> list[Route]:
     return [
         Route("/studies", search_studies, methods=["GET"]),
+        Route("/series", search_series, methods=["GET"]),
+        Route("/instances", search_instances, methods=["GET"]),
+        Route(STUDY + "/series", search_study_series, methods=["GET"]),
+        Route(STUDY + "/instances", search_study_instances, methods=["GET"]),
+        Route(SERIES + "/instances", search_series_instances, methods=["GET"]),
         Route("/studies", store_instances, methods=["POST"]),
         Route(STUDY, retrieve_instances, methods=["GET"]),
         Route(STUDY, store_instances, methods=["POST"]),
@@ -69,6 +91,17 @@ def dicomweb_routes() -> list[Route]:
         Route(INSTANCE, retrieve_instances, methods=["GET"]),
         Route(INSTANCE, delete_resource, methods=["DELETE"]),
         Route(INSTANCE + "/metadata", retrieve_metadata, methods=["GET"]),
+        Route(STUDY + "/rendered", rendered, methods=["GET"]),
+        Route(SERIES + "/rendered", rendered, methods=["GET"]),
+        Route(INSTANCE + "/rendered", rendered, methods=["GET"]),
+        Route(INSTANCE + "/frames/{frames}/rendered", rendered, methods=["GET"]),
+        Route(STUDY + "/thumbnail", thumbnail, methods=["GET"]),
+        Route(SERIES + "/thumbnail", thumbnail, methods=["GET"]),
+        Route(INSTANCE + "/thumbnail", thumbnail, methods=["GET"]),
+        Route(INSTANCE + "/frames/{frames}/thumbnail", thumbnail, methods=["GET"]),
+        Route(INSTANCE + "/frames/{frames}", retrieve_frames, methods=["GET"]),
+        Route(INSTANCE + "/bulkdata/{path:path}", retrieve_bulkdata, methods=["GET"]),
+        Route("/wado", wado_uri, methods=["GET"]),
     ]
 
 
@@ -84,6 +117,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, message, headers=dict(exc.headers or {}))
 
 
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageUnavailable)
+    log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(503, f"a storage tier is not answering; try again later ({exc})",
+                            headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _integrity(request: Request, exc: Exception) -> Response:
+    # A packed instance whose stored bytes fail their checksums: a server-side fault, named (issue 8).
+    assert isinstance(exc, InstanceIntegrityError)
+    log.error("integrity check failed on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(503, str(exc), sop_instance_uid=exc.sop_instance_uid)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem_response(500, "the server failed on this request; the error is in the server log")
@@ -92,11 +139,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = archive or Archive.open(settings)
+        opened = archive if archive is not None else await anyio.to_thread.run_sync(Archive.open, settings)
+        await anyio.to_thread.run_sync(opened.warm_up)
         app.state.archive = opened
+        background = Background(opened)
+        await anyio.to_thread.run_sync(background.start)
+        app.state.background = background
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(background.close)
             if archive is None:
                 opened.close()
 
@@ -108,17 +160,23 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
-                expose_headers=["Content-Location", "Content-Length", "ETag", "Last-Modified", "Warning"],
+                expose_headers=["Content-Location", "Content-Length", "ETag", "Last-Modified", "Warning",
+                                "Content-Range", "Accept-Ranges", "Content-Encoding"],
             )
         )
     app = Starlette(
         routes=[
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/wado", wado_uri, methods=["GET"]),
+            *admin_routes(),
+            *worklist_routes(),  # DIMSE gateway's worklist (issue 7)
             Mount(settings.base_path, routes=dicomweb_routes()),
         ],
         middleware=middleware,
-        exception_handlers={HTTPProblem: _problem, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={HTTPProblem: _problem, HTTPException: _http_error,
+                            StorageUnavailable: _storage_unavailable, InstanceIntegrityError: _integrity,
+                            Exception: _unexpected},
         lifespan=lifespan,
     )
     if archive is not None:

@@ -1,4 +1,4 @@
-"""The ``dicomweb`` command: serve, import, sweep."""
+"""The ``dicomweb`` command: serve, import, sweep, tiers, migrate, jobs, worker."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .packing_cli import archive_app
 from .settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="A standards-first DICOMweb archive.", no_args_is_help=True, add_completion=False)
+app.add_typer(archive_app, name="archive")  # pack, unpack, verify (issue 8)
 console = Console(stderr=True)
 
 DataOption = Annotated[
@@ -48,8 +50,68 @@ def serve(
         f"DICOMweb at http://{host}:{port}{settings.base_path}  index: {settings.resolved_database_url}  "
         f"storage: {', '.join(t.url for t in settings.resolved_tiers)}"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10)
+    if settings.dimse_port is None:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=10)
+        return
+    # The DIMSE gateway (issue 7) runs beside HTTP in this process, over the same opened archive.
+    from .archive import Archive
+    from .plugins.dimse import DimseGateway
+
+    archive = Archive.open(settings)
+    gateway = DimseGateway(archive)
+    try:
+        dimse_port = gateway.start()
+        console.print(f"DIMSE {settings.dimse_ae_title} at {settings.dimse_host}:{dimse_port}")
+        uvicorn.run(create_app(settings, archive), host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=10)
+    finally:
+        gateway.stop()
+        archive.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def dimse(
+    data: DataOption = None,
+    config: ConfigOption = None,
+    port: Annotated[int | None, typer.Option(help="DIMSE port (default: dimse_port, else 11112)")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: dimse_host)")] = None,
+    ae_title: Annotated[str | None, typer.Option("--ae-title", help="The archive's AE title")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run only the DIMSE gateway: echo, store, find, get, move, commitment, worklist, MPPS."""
+    import signal
+    import threading
+
+    from .archive import Archive
+    from .plugins.dimse import DimseGateway
+
+    settings = _settings(config, data)
+    overrides = {"dimse_port": port if port is not None else (11112 if settings.dimse_port is None else None),
+                 "dimse_host": host, "dimse_ae_title": ae_title}
+    try:
+        settings = load_settings(config, data_dir=data, **overrides)
+    except SettingsError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    archive = Archive.open(settings)
+    gateway = DimseGateway(archive)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: close the archive and its workers
+    try:
+        bound = gateway.start()
+        console.print(f"DIMSE {settings.dimse_ae_title} at {settings.dimse_host}:{bound}  "
+                      f"index: {settings.resolved_database_url}")
+        threading.Event().wait()  # until Ctrl-C or SIGTERM
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gateway.stop()
+        archive.close()
 
 
 @app.command("import")
@@ -57,7 +119,7 @@ def import_(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders, DICOMDIR files or zip files")],
     data: DataOption = None,
     config: ConfigOption = None,
-    workers: Annotated[int, typer.Option(help="Instances ingested at once")] = 2,
+    workers: Annotated[int | None, typer.Option(help="Instances ingested at once (default: one per core)")] = None,
 ) -> None:
     """Store DICOM files into the archive through the same ingest as STOW-RS."""
     from .archive import Archive
@@ -74,7 +136,8 @@ def import_(
             console=console, transient=True,
         ) as progress:
             task = progress.add_task("importing", total=None)
-            summary = run_import(archive, paths, lambda label, result: progress.advance(task), workers=workers)
+            summary = run_import(archive, paths, lambda label, result: progress.advance(task),
+                                 workers=workers or archive.ingest_parallelism)
     finally:
         archive.close()
     console.print(
@@ -105,6 +168,178 @@ def sweep(
         f"removed {report.orphans_removed} orphan blobs, {report.temporaries_removed} temporary files, "
         f"{report.spool_files_removed} spool files"
     )
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{amount:.1f} {unit}" if unit != "B" else f"{int(amount)} B"
+        amount /= 1024
+    return str(value)
+
+
+@app.command()
+def tiers(data: DataOption = None, config: ConfigOption = None) -> None:
+    """The storage tiers: role, URL, capacity, and the studies, instances and bytes on each."""
+    from rich.table import Table
+
+    from .archive import Archive
+    from .backends.lifecycle import usage
+
+    archive = Archive.open(_settings(config, data), ingest_processes=0)
+    try:
+        found = usage(archive.engine, archive.tiers)
+    finally:
+        archive.close()
+    table = Table("tier", "role", "url", "studies", "instances", "bytes", "capacity", "used")
+    for t in found:
+        used = f"{t.bytes / t.capacity_bytes:.0%}" if t.capacity_bytes else "-"
+        table.add_row(t.name, t.role, t.url, str(t.studies), str(t.instances), _size(t.bytes),
+                      _size(t.capacity_bytes), used)
+    Console(width=max(160, Console().width)).print(table)  # never cut names or URLs
+
+
+@app.command()
+def migrate(
+    data: DataOption = None,
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the moves the rules ask for; move nothing")] = False,
+    queue: Annotated[bool, typer.Option("--queue", help="Queue the moves as jobs instead of moving here")] = False,
+    study: Annotated[str | None, typer.Option(help="Move only this study (with --to)")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target tier for --study")] = None,
+) -> None:
+    """Apply the lifecycle rules now (or move one study): copy, verify, switch, delete; resumable."""
+    import time
+
+    from .archive import Archive
+    from .backends.lifecycle import PlannedMove, plan
+    from .services.migration import MigrationError, MigrationService
+
+    settings = _settings(config, data)
+    archive = Archive.open(settings, ingest_processes=0)
+    try:
+        if study is not None or to is not None:
+            if not (study and to) or to not in archive.tiers.tiers:
+                console.print(f"[red]--study needs --to naming a tier:[/red] {', '.join(archive.tiers.tiers)}")
+                raise typer.Exit(2)
+            moves = [PlannedMove(study, "*", to, 0, 0, "asked on the command line")]
+        else:
+            try:
+                moves = plan(archive.engine, archive.tiers, settings)
+            except SettingsError as exc:
+                console.print(f"[red]configuration error:[/red] {exc}")
+                raise typer.Exit(2) from None
+        for m in moves:
+            console.print(f"{m.study_instance_uid}: {m.source} -> {m.target}, {m.instances} instances, "
+                          f"{_size(m.bytes)} ({m.reason})")
+        if dry_run:
+            console.print(f"{len(moves)} moves planned, {_size(sum(m.bytes for m in moves))}; nothing moved (dry run)")
+            return
+        if queue:
+            from .jobs import Jobs
+
+            jobs = Jobs(archive)
+            for m in moves:
+                job_id, _ = jobs.submit("migrate_study", {"study": m.study_instance_uid, "target": m.target},
+                                        f"study:{m.study_instance_uid}")
+                console.print(f"queued job {job_id} for {m.study_instance_uid}")
+            jobs.close()
+            return
+        mover = MigrationService(archive.engine, archive.tiers, drain_seconds=settings.migration_drain_seconds)
+        recovered = mover.recover()
+        if recovered.moves:
+            console.print(f"recovered {recovered.moves} interrupted moves, removed {recovered.copies_removed} copies")
+        started, moved, failed, total_bytes = time.monotonic(), 0, 0, 0
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("moving", total=sum(m.bytes for m in moves) or None)
+            for m in moves:
+                try:
+                    report = mover.move_study(m.study_instance_uid, m.target,
+                                              lambda n: progress.advance(task, n))
+                except MigrationError as exc:
+                    failed += 1
+                    console.print(f"  [red]failed[/red] {m.study_instance_uid}: {exc}")
+                    continue
+                moved += report.instances
+                total_bytes += report.bytes
+        elapsed = max(time.monotonic() - started, 1e-9)
+        console.print(f"moved {moved} instances of {len(moves) - failed} studies, {_size(total_bytes)} in "
+                      f"{elapsed:.1f} s ({total_bytes / elapsed / 1e6:.1f} MB/s), {failed} studies failed")
+        if failed:
+            raise typer.Exit(1)
+    finally:
+        archive.close()
+
+
+@app.command()
+def jobs(
+    data: DataOption = None,
+    config: ConfigOption = None,
+    state: Annotated[str | None, typer.Option(help="queued, running, retrying, succeeded or failed")] = None,
+    limit: Annotated[int, typer.Option(help="How many jobs, newest first")] = 20,
+    retry: Annotated[int | None, typer.Option(help="Queue this failed job again")] = None,
+) -> None:
+    """Background jobs: counts by state, and the newest jobs with attempts and last error."""
+    from rich.table import Table
+
+    from .archive import Archive
+    from .jobs.store import STATES, JobStore
+
+    if state is not None and state not in STATES:
+        console.print(f"[red]--state must be one of[/red] {', '.join(STATES)}")
+        raise typer.Exit(2)
+    archive = Archive.open(_settings(config, data), ingest_processes=0)
+    try:
+        if retry is not None:
+            from .jobs import Jobs
+
+            queue = Jobs(archive)
+            ok = queue.retry(retry)
+            queue.close()
+            console.print(f"job {retry} queued again" if ok else f"[red]job {retry} is not a failed job[/red]")
+            if not ok:
+                raise typer.Exit(1)
+            return
+        store = JobStore(archive.engine)
+        counts, found = store.counts(), store.recent(state, limit)
+    finally:
+        archive.close()
+    console.print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    table = Table("id", "kind", "state", "attempts", "payload", "worker", "updated", "last error")
+    for j in found:
+        table.add_row(str(j.id), j.kind, j.state, f"{j.attempts}/{j.max_attempts}",
+                      ", ".join(f"{k}={v}" for k, v in j.payload.items()), j.worker,
+                      j.updated_at.strftime("%Y-%m-%d %H:%M:%S"), (j.last_error or "")[:80])
+    Console(width=max(160, Console().width)).print(table)  # never cut names or URLs
+
+
+@app.command()
+def worker(
+    data: DataOption = None,
+    config: ConfigOption = None,
+    threads: Annotated[int, typer.Option(help="Jobs run at once in this process")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run background jobs from the broker in jobs_broker_url (start several for more throughput)."""
+    from .archive import Archive
+    from .jobs import Jobs
+    from .jobs.dramatiq_engine import run_worker
+
+    settings = _settings(config, data)
+    if not settings.jobs_broker_url:
+        console.print("[red]jobs_broker_url is not set:[/red] jobs run inside `dicomweb serve` (embedded default)")
+        raise typer.Exit(2)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    archive = Archive.open(settings, ingest_processes=0)
+    queue = Jobs(archive)
+    try:
+        run_worker(queue.context, queue.store, threads)
+    finally:
+        archive.close()
 
 
 def main() -> None:

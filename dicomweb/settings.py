@@ -34,6 +34,34 @@ class TierSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleRule:
+    """Move a study from one tier to another once it is ``after_days`` old (since stored or last read).
+
+    ``institution`` names the InstitutionName it applies to; empty: the default for every other institution.
+    """
+
+    source: str
+    target: str
+    after_days: float
+    since: Literal["stored", "read"] = "read"
+    institution: str = ""
+
+
+@dataclass(frozen=True)
+class DimsePeer:
+    """A known DIMSE peer (``[[dimse_peers]]``): where it listens (C-MOVE destination, storage commitment
+    replies), what it may do, and the principal its requests act as."""
+
+    ae_title: str
+    host: str = "127.0.0.1"
+    port: int = 104
+    store: bool = True
+    query: bool = True
+    retrieve: bool = True
+    principal: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("dicomweb-data")
     database_url: str | None = None
@@ -46,12 +74,53 @@ class Settings:
     spool_memory_bytes: int = 4 * 1024 * 1024
     # Binary values longer than this are given as BulkDataURI in metadata (PS3.18 F.2.7).
     bulk_data_threshold: int = 1024
+    # Memory for finished study/series metadata answers (WADO-RS), kept until an instance changes; 0: none.
+    metadata_cache_bytes: int = 256 * 1024 * 1024
     # Parts ingested at once per STOW request, beside the reading of the request body.
     ingest_concurrency: int = 2
+    # Worker processes that ingest (parse, encode, index, store); 0: in the server's own threads;
+    # -1 (default): one per core, at most 4, none on a single core.
+    ingest_processes: int = -1
     # Files in the staging folder older than this are debris of a crash and removed by the sweeper.
     orphan_grace_seconds: int = 3600
     cors_origins: tuple[str, ...] = ()
+    # QIDO-RS: the most results one search returns (a larger or absent limit is cut, with a Warning), and
+    # whether person names match case-insensitively (NFKC case folding, per component group).
+    qido_max_results: int = 1000
+    qido_pn_case_insensitive: bool = True
     fsync: bool = True
+    # Rendered images (issue 5): memory for rendered output (thumbnails also persist under data_dir), the side
+    # of the square a thumbnail fits in, and whether annotation=patient may burn patient identity into images.
+    render_cache_bytes: int = 64 * 1024 * 1024
+    thumbnail_size: int = 128
+    render_patient_annotation: bool = True
+    # Tiers (issue 9): lifecycle rules ([[lifecycle]] in TOML); a tier past high_water of its capacity_bytes
+    # moves its least recently read studies down until it is under low_water.
+    lifecycle: tuple[LifecycleRule, ...] = ()
+    tier_high_water: float = 0.9
+    tier_low_water: float = 0.8
+    # Bring a study read from a lower tier back up to this tier (a tier name; empty: never).
+    promote_on_read: str = ""
+    # Seconds between automatic lifecycle passes in the server (0: only `dicomweb migrate` or the admin API).
+    lifecycle_interval_seconds: float = 0
+    # Seconds a moved study's source copies stay after the switch, so reads already under way finish.
+    migration_drain_seconds: float = 1.0
+    # Jobs: a Dramatiq broker URL (redis://... or amqp://...) runs them in `dicomweb worker` processes;
+    # empty: in the server's own threads (the embedded default).
+    jobs_broker_url: str = ""
+    jobs_namespace: str = "dicomweb"
+    jobs_max_attempts: int = 5
+    jobs_backoff_seconds: float = 2.0
+    jobs_max_backoff_seconds: float = 600.0
+    # DIMSE gateway (issue 7): listens when dimse_port is set (0: a free port); callers not in dimse_peers are
+    # refused at association unless dimse_accept_unknown (then they may echo, store, query and retrieve).
+    dimse_port: int | None = None
+    dimse_host: str = "127.0.0.1"
+    dimse_ae_title: str = "DICOMWEB"
+    dimse_peers: tuple[DimsePeer, ...] = ()
+    dimse_accept_unknown: bool = True
+    dimse_timeout_seconds: float = 60.0
+    dimse_max_associations: int = 32
 
     @property
     def resolved_database_url(self) -> str:
@@ -93,8 +162,60 @@ def _tier_from_mapping(raw: dict[str, Any]) -> TierSettings:
         raise SettingsError(f"a [[tiers]] entry lacks {missing}") from None
 
 
+def _rule_from_mapping(raw: dict[str, Any]) -> LifecycleRule:
+    try:
+        rule = LifecycleRule(
+            source=str(raw["source"]), target=str(raw["target"]), after_days=float(raw.get("after_days", 0)),
+            since=raw.get("since", "read"), institution=str(raw.get("institution", "")),
+        )
+    except KeyError as missing:
+        raise SettingsError(f"a [[lifecycle]] rule lacks {missing}") from None
+    except (TypeError, ValueError):
+        raise SettingsError(f"a [[lifecycle]] rule has a non-numeric after_days: {raw.get('after_days')!r}") from None
+    if rule.since not in ("stored", "read"):
+        raise SettingsError(f"a [[lifecycle]] rule's since must be 'stored' or 'read', not {rule.since!r}")
+    return rule
+
+
+def _peer_from_mapping(raw: dict[str, Any]) -> DimsePeer:
+    try:
+        peer = DimsePeer(
+            ae_title=str(raw["ae_title"]).strip(), host=str(raw.get("host", "127.0.0.1")),
+            port=int(raw.get("port", 104)), store=bool(raw.get("store", True)), query=bool(raw.get("query", True)),
+            retrieve=bool(raw.get("retrieve", True)), principal=str(raw.get("principal", "")),
+        )
+    except KeyError as missing:
+        raise SettingsError(f"a [[dimse_peers]] entry lacks {missing}") from None
+    except (TypeError, ValueError):
+        raise SettingsError(f"a [[dimse_peers]] entry has a non-numeric port: {raw.get('port')!r}") from None
+    if not 0 < len(peer.ae_title) <= 16 or not 0 < peer.port < 65536:
+        raise SettingsError(f"a [[dimse_peers]] entry needs an AE title of 1-16 characters and a port: {raw!r}")
+    return peer
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn TOML or environment values into the field's type."""
+    if name == "dimse_peers":
+        return tuple(_peer_from_mapping(p) for p in value)
+    if name in {"dimse_port", "dimse_max_associations"}:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be an integer, not {value!r}") from None
+        if not 0 <= number < 65536 or (name == "dimse_max_associations" and number < 1):
+            raise SettingsError(f"{name} is out of range: {value!r}")
+        return number
+    if name == "dimse_timeout_seconds":
+        try:
+            if float(value) <= 0:
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"dimse_timeout_seconds must be a positive number, not {value!r}") from None
+    if name == "dimse_accept_unknown" and isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off"}
+    if name == "dimse_ae_title" and not 0 < len(str(value).strip()) <= 16:
+        raise SettingsError(f"dimse_ae_title must have 1 to 16 characters, not {value!r}")
     if name == "data_dir":
         return Path(value)
     if name == "tiers":
@@ -103,11 +224,42 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(o.strip() for o in value.split(",") if o.strip())
         return tuple(value)
-    if name in {"spool_memory_bytes", "bulk_data_threshold", "ingest_concurrency", "orphan_grace_seconds"}:
+    if name in {"spool_memory_bytes", "bulk_data_threshold", "metadata_cache_bytes", "ingest_concurrency",
+                "ingest_processes", "orphan_grace_seconds"}:
         try:
             return int(value)
         except (TypeError, ValueError):
             raise SettingsError(f"{name} must be an integer, not {value!r}") from None
+    if name == "qido_max_results":
+        try:
+            if int(value) < 1:
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"qido_max_results must be a positive integer, not {value!r}") from None
+    if name == "qido_pn_case_insensitive" and isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off"}
+    if name == "lifecycle":
+        return tuple(_rule_from_mapping(r) for r in value)
+    if name in {"tier_high_water", "tier_low_water", "lifecycle_interval_seconds", "migration_drain_seconds",
+                "jobs_backoff_seconds", "jobs_max_backoff_seconds", "jobs_max_attempts"}:
+        try:
+            amount = float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a number, not {value!r}") from None
+        if amount < 0:
+            raise SettingsError(f"{name} must not be negative, not {value!r}")
+        return int(amount) if name == "jobs_max_attempts" else amount
+    if name in {"render_cache_bytes", "thumbnail_size"}:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be an integer, not {value!r}") from None
+        if number < (1 if name == "thumbnail_size" else 0) or (name == "thumbnail_size" and number > 1024):
+            raise SettingsError(f"{name} is out of range: {value!r}")
+        return number
+    if name == "render_patient_annotation" and isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off"}
     if name == "fsync" and isinstance(value, str):
         return value.strip().lower() not in {"0", "false", "no", "off"}
     if name == "on_conflict" and value not in ("reject", "replace"):
@@ -133,7 +285,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise SettingsError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
         values.update(raw)
 
-    for name in known - {"tiers"}:
+    for name in known - {"tiers", "lifecycle", "dimse_peers"}:
         env = os.environ.get(f"DICOMWEB_{name.upper()}")
         if env is not None:
             values[name] = env

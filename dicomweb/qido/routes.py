@@ -1,122 +1,109 @@
-"""QIDO-RS search for studies: the subset the core needs (PatientID, StudyInstanceUID, limit, offset).
+"""QIDO-RS (PS3.18 10.6): the six search resources, answered in DICOM JSON or multipart DICOM XML.
 
-The full matching model of PS3.18 10.6 and PS3.4 C.2.2.2 builds on this module's shape: one SQL query per
-request, filters inside the WHERE clause, computed attributes from correlated subqueries.
+Each request is one SQL query (``services.query.search``) run in a worker thread; matching keys that the
+level cannot use are ignored with a Warning, as is a result cut by the server's maximum.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..archive import Archive
 from ..dicom.json_model import dumps
-from ..http.media import negotiate
+from ..dicom.xml_model import json_to_xml
+from ..http.media import parse_accept
+from ..http.multipart import closing, new_boundary, part_head
 from ..http.problems import HTTPProblem
-from ..index.models import Instance, Patient, Series, Study
+from ..services.query import Level, search
 from ..stow.routes import base_url
+from .params import parse_query
 
-SUPPORTED = {"PatientID", "00100020", "StudyInstanceUID", "0020000D"}
-MAX_INT = 2**31 - 1  # what every index can bind as an integer
-CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-
-
-def _person_name(value: str) -> dict[str, Any]:
-    if not value:
-        return {"vr": "PN"}
-    groups = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), value.split("="), strict=False))
-    return {"vr": "PN", "Value": [{k: v for k, v in groups.items() if v}]}
+DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
+STUDY_UID, SERIES_UID = 0x0020000D, 0x0020000E
 
 
-def _text(vr: str, value: Any) -> dict[str, Any]:
-    if value in (None, ""):
-        return {"vr": vr}
-    return {"vr": vr, "Value": [value]}
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPProblem(400, f"query parameter {name}={raw!r} is not a whole number") from None
-    if not 0 <= value <= MAX_INT:
-        raise HTTPProblem(400, f"query parameter {name} must be between 0 and {MAX_INT}")
-    return value
-
-
-def _search(engine: Engine, filters: dict[str, list[str]], limit: int, offset: int) -> list[Any]:
-    patient, study, series, instance = (
-        Patient.__table__, Study.__table__, Series.__table__, Instance.__table__  # type: ignore[attr-defined]
+def _media_type(accept: str | None) -> str:
+    """DICOM JSON (also for application/json) or multipart/related DICOM XML, in the client's order."""
+    for media in parse_accept(accept):
+        if media.matches(DICOM_JSON) or media.matches("application/json"):
+            return DICOM_JSON
+        if media.essence == "multipart/related" and media.params.get("type", DICOM_XML).lower() == DICOM_XML:
+            return DICOM_XML
+    raise HTTPProblem(
+        406, f'search results are given as {DICOM_JSON} or multipart/related; type="{DICOM_XML}" only'
     )
-    series_count = select(func.count()).where(series.c.study_fk == study.c.id).scalar_subquery()
-    instance_count = (
-        select(func.count()).select_from(instance.join(series, instance.c.series_fk == series.c.id))
-        .where(series.c.study_fk == study.c.id).scalar_subquery()
-    )
-    distinct_modality = series.c.modality.distinct()
-    # Modality is CS (no commas); SQLite's DISTINCT aggregate takes no separator, so ',' serves both.
-    aggregate = (
-        func.string_agg(distinct_modality, ",") if engine.dialect.name == "postgresql"
-        else func.group_concat(distinct_modality)
-    )
-    modalities = select(aggregate).where(series.c.study_fk == study.c.id).scalar_subquery()
-    stmt = select(
-        study, patient.c.patient_id, patient.c.patient_name, patient.c.patient_birth_date, patient.c.patient_sex,
-        series_count.label("series_count"), instance_count.label("instance_count"), modalities.label("modalities"),
-    ).join(patient, study.c.patient_fk == patient.c.id)
-    if "PatientID" in filters:
-        stmt = stmt.where(patient.c.patient_id.in_(filters["PatientID"]))
-    if "StudyInstanceUID" in filters:
-        stmt = stmt.where(study.c.study_instance_uid.in_(filters["StudyInstanceUID"]))
-    stmt = stmt.order_by(study.c.study_date.desc(), study.c.study_instance_uid).limit(limit).offset(offset)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return [(row, sorted(m for m in (row.modalities or "").split(",") if m)) for row in rows]
 
 
-async def search_studies(request: Request) -> Response:
+def _warning(text: str) -> str:
+    return f'299 - "{text}"'
+
+
+def _xml_body(datasets: list[dict[str, Any]], boundary: str) -> bytes:
+    chunks = [
+        part_head(boundary, [("Content-Type", f"{DICOM_XML}; charset=utf-8")], first=i == 0)
+        + json_to_xml(ds).encode("utf-8")
+        for i, ds in enumerate(datasets)
+    ]
+    return b"".join(chunks) + closing(boundary)
+
+
+async def _search(request: Request, level: Level, return_levels: tuple[Level, ...]) -> Response:
     archive: Archive = request.app.state.archive
-    negotiate(request.headers.get("accept"), ["application/dicom+json", "application/json"])
-    filters: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        if key in CONTROL:
-            continue
-        if key not in SUPPORTED:
-            raise HTTPProblem(400, f"query parameter {key!r} is not supported for matching")
-        name = "PatientID" if key in ("PatientID", "00100020") else "StudyInstanceUID"
-        filters.setdefault(name, []).extend(v for v in value.split("\\") if v)
-    limit = min(_int_param(request, "limit", 1000), 10000)
-    offset = _int_param(request, "offset", 0)
-    rows = await anyio.to_thread.run_sync(_search, archive.engine, filters, limit, offset)
-    base = base_url(request)
-    answer = []
-    for row, modalities in rows:
-        answer.append(dict(sorted({
-            "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]},
-            "00080020": _text("DA", row.study_date),
-            "00080030": _text("TM", row.study_time),
-            "00080050": _text("SH", row.accession_number),
-            "00080061": {"vr": "CS", "Value": modalities} if modalities else {"vr": "CS"},
-            "00080090": _person_name(row.referring_physician_name),
-            "00081030": _text("LO", row.study_description),
-            "00081190": {"vr": "UR", "Value": [f"{base}/studies/{row.study_instance_uid}"]},
-            "00100010": _person_name(row.patient_name),
-            "00100020": _text("LO", row.patient_id),
-            "00100030": _text("DA", row.patient_birth_date),
-            "00100040": _text("CS", row.patient_sex),
-            "0020000D": _text("UI", row.study_instance_uid),
-            "00200010": _text("SH", row.study_id),
-            "00201206": {"vr": "IS", "Value": [row.series_count]},
-            "00201208": {"vr": "IS", "Value": [row.instance_count]},
-        }.items())))
-    if not answer:
-        return Response(status_code=204)
-    return Response(dumps(answer), media_type="application/dicom+json")
+    settings = archive.settings
+    media_type = _media_type(request.headers.get("accept"))
+    scope = {}
+    if "study" in request.path_params:
+        scope[STUDY_UID] = request.path_params["study"]
+    if "series" in request.path_params:
+        scope[SERIES_UID] = request.path_params["series"]
+    query, capped = parse_query(
+        request.query_params.multi_items(), level, scope, return_levels,
+        settings.qido_max_results, settings.qido_pn_case_insensitive,
+    )
+    result = await anyio.to_thread.run_sync(
+        lambda: search(archive.engine, query, base_url=base_url(request))
+    )
+    warnings = []
+    if result.ignored:
+        warnings.append(_warning(
+            f"The following attributes are not supported for matching at the {level} level "
+            f"and were ignored: {', '.join(result.ignored)}"
+        ))
+    if result.more and capped:
+        warnings.append(_warning(
+            "The number of results exceeded the maximum supported by the server. "
+            "Additional results can be requested."
+        ))
+    headers = {"Warning": ", ".join(warnings)} if warnings else {}
+    if not result.datasets:
+        return Response(status_code=204, headers=headers)
+    if media_type == DICOM_XML:
+        boundary = new_boundary()
+        return Response(
+            _xml_body(result.datasets, boundary), headers=headers,
+            media_type=f'multipart/related; type="{DICOM_XML}"; boundary={boundary}',
+        )
+    return Response(dumps(result.datasets), media_type=DICOM_JSON, headers=headers)
+
+
+def _route(level: Level, *return_levels: Level) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await _search(request, level, return_levels)
+
+    endpoint.__name__ = f"search_{level}_{'_'.join(return_levels)}"
+    return endpoint
+
+
+# PS3.18 table 10.6.3-2: a search without its parent in the path also returns the parents' attributes.
+search_studies = _route("study", "study")
+search_series = _route("series", "study", "series")
+search_study_series = _route("series", "series")
+search_instances = _route("instance", "study", "series", "instance")
+search_study_instances = _route("instance", "series", "instance")
+search_series_instances = _route("instance", "instance")

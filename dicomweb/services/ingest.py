@@ -37,6 +37,7 @@ from ..dicom.part10 import (
 )
 from ..index.models import Instance, Patient, Series, Study, utcnow
 from ..settings import Settings
+from .query import pn_search_columns
 from .staging import StagedBlob
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,7 @@ class IngestService:
                 "patient_name": name,
                 "patient_birth_date": birth,
                 "patient_sex": _text(ds, "PatientSex", 16),
+                **pn_search_columns("patient_name", name),
                 "created_at": now,
             },
             "patient_key",
@@ -317,6 +319,7 @@ class IngestService:
                 "study_description": _text(ds, "StudyDescription", 64),
                 "referring_physician_name": _text(ds, "ReferringPhysicianName", 330),
                 "institution_name": _text(ds, "InstitutionName", 64),
+                **pn_search_columns("referring_physician", _text(ds, "ReferringPhysicianName", 330)),
                 "created_at": now,
                 "updated_at": now,
             },
@@ -333,6 +336,8 @@ class IngestService:
                 "series_number": _int(ds, "SeriesNumber"),
                 "series_description": _text(ds, "SeriesDescription", 64),
                 "body_part_examined": _text(ds, "BodyPartExamined", 16),
+                "performed_procedure_step_start_date": _text(ds, "PerformedProcedureStepStartDate", 8),
+                "performed_procedure_step_start_time": _text(ds, "PerformedProcedureStepStartTime", 16),
                 "created_at": now,
                 "updated_at": now,
             },

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from ..backends.tiers import StorageError, TierSet
 from ..index.models import Instance, Patient, Series, Study
+from .packing import drop_unreferenced_containers
 
 log = logging.getLogger(__name__)
 
@@ -55,4 +56,5 @@ class RemovalService:
                 self.tiers[row.tier].delete(row.storage_key)
             except (StorageError, OSError) as exc:
                 log.warning("blob %s/%s left for the sweeper: %s", row.tier, row.storage_key, exc)
+        drop_unreferenced_containers(self.engine, self.tiers)  # a packed series deleted whole (issue 8)
         return len(rows)

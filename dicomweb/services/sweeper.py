@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from ..backends.tiers import TEMP_MARK, TierSet
 from ..index.models import Instance
+from .packing import container_keys
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def sweep(engine: Engine, tiers: TierSet, staging_dirs: list[Path], grace_second
             continue
         with engine.connect() as conn:
             known = set(conn.execute(select(instances.c.storage_key).where(instances.c.tier == name)).scalars())
+        known |= container_keys(engine, name)  # packed series containers (issue 8)
         for key, _ in candidates:
             if key in known:
                 continue

@@ -46,7 +46,7 @@ class _Pipeline:
     def __init__(self, archive: Archive, expected_study: str | None) -> None:
         self.archive = archive
         self.expected_study = expected_study
-        self.limiter = anyio.CapacityLimiter(max(1, archive.settings.ingest_concurrency))
+        self.limiter = anyio.CapacityLimiter(archive.ingest_parallelism)
         self.tasks: deque[asyncio.Future[StoreResult]] = deque()
         self.results: list[StoreResult] = []
 

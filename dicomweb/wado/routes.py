@@ -1,7 +1,16 @@
-"""WADO-RS retrieval of instances and metadata, and DELETE, at study, series and instance level."""
+"""WADO-RS retrieval of instances and metadata, and DELETE, at study, series and instance level.
+
+Instances: the stored files as they are, or transcoded when the Accept header names another transfer syntax,
+as multipart/related, a single application/dicom, or application/zip. Metadata: DICOM JSON or
+multipart/related DICOM XML, with finished study and series answers cached by a validator of their instances.
+Every answer carries an entity tag and Last-Modified; conditional requests answer 304, HEAD no body.
+"""
 
 from __future__ import annotations
 
+import gzip
+import json
+import logging
 from collections.abc import AsyncIterator
 
 import anyio
@@ -10,71 +19,39 @@ from starlette.responses import Response, StreamingResponse
 
 from ..archive import Archive
 from ..dicom.json_model import with_base
-from ..dicom.uids import is_valid_uid
-from ..http.media import MediaRange, parse_accept
+from ..dicom.xml_model import json_to_xml
+from ..http.media import MediaRange
 from ..http.multipart import closing, new_boundary, part_head
 from ..http.problems import HTTPProblem
 from ..services.retrieve import CHUNK, StoredInstance
 from ..stow.routes import base_url
+from ..transcode import NotTranscodable, transcode_instance
+from .caching import entity_tag, head_or, not_modified, not_modified_response, validator_headers
+from .common import not_found, uids
+from .lookup import metadata_validator
+from .metadata_cache import MetadataCache
+from .negotiate import DICOM, accept_ranges, instance_representation
+from .zip_archive import zip_response
 
-DICOM = "application/dicom"
+log = logging.getLogger(__name__)
+
 DICOM_JSON = "application/dicom+json"
-
-
-def _uids(request: Request) -> tuple[str, str | None, str | None]:
-    params = request.path_params
-    study, series, sop = params["study"], params.get("series"), params.get("instance")
-    for what, value in (("Study", study), ("Series", series), ("SOP", sop)):
-        if value is not None and not is_valid_uid(value):
-            raise HTTPProblem(400, f"{what} Instance UID {value!r} is not a valid UID")
-    return study, series, sop
-
-
-def _not_found(study: str, series: str | None, sop: str | None) -> HTTPProblem:
-    if sop is not None:
-        return HTTPProblem(404, f"instance {sop} of series {series} in study {study} is not in the archive")
-    if series is not None:
-        return HTTPProblem(404, f"series {series} of study {study} is not in the archive")
-    return HTTPProblem(404, f"study {study} is not in the archive")
+DICOM_XML = "application/dicom+xml"
+GZIP_MIN_BYTES = 1024
 
 
 async def _instances(request: Request) -> list[StoredInstance]:
     archive: Archive = request.app.state.archive
-    study, series, sop = _uids(request)
+    study, series, sop = uids(request)
     found = await anyio.to_thread.run_sync(archive.retrieve.instances, study, series, sop)
     if not found:
-        raise _not_found(study, series, sop)
+        raise not_found(study, series, sop)
     return found
-
-
-def _wants_single_part(ranges: list[MediaRange], request: Request) -> bool:
-    """``Accept: application/dicom`` on an instance: the file itself, as curl users expect."""
-    return "instance" in request.path_params and bool(ranges) and ranges[0].essence == DICOM
-
-
-def _check_syntax(ranges: list[MediaRange], instances: list[StoredInstance]) -> None:
-    """Stored bytes are given as they are; a different transfer syntax asked for is not (yet) possible."""
-    for media_range in ranges:
-        if media_range.essence in ("*/*", "multipart/related", "multipart/*", DICOM):
-            kind = media_range.params.get("type", DICOM).lower() if media_range.type == "multipart" else DICOM
-            if kind not in (DICOM, "*/*", "application/*"):
-                continue
-            wanted = media_range.params.get("transfer-syntax", "*")
-            if wanted == "*" or all(i.transfer_syntax_uid == wanted for i in instances):
-                return
-    stored = sorted({i.transfer_syntax_uid for i in instances})
-    raise HTTPProblem(
-        406,
-        "the instances can be given as multipart/related; type=\"application/dicom\" in their stored "
-        f"transfer syntax ({', '.join(stored)}) or with transfer-syntax=*",
-    )
 
 
 async def _file_chunks(archive: Archive, instance: StoredInstance) -> AsyncIterator[bytes]:
     if instance.size <= CHUNK:  # one thread hop for the common small instance
-        yield await anyio.to_thread.run_sync(
-            archive.retrieve.read_range, instance, 0, instance.size
-        )
+        yield await anyio.to_thread.run_sync(archive.retrieve.read_range, instance, 0, instance.size)
         return
     fp = await anyio.to_thread.run_sync(archive.retrieve.open, instance)
     try:
@@ -84,68 +61,198 @@ async def _file_chunks(archive: Archive, instance: StoredInstance) -> AsyncItera
         fp.close()
 
 
+def _transcoded(archive: Archive, instance: StoredInstance, target: str) -> bytes:
+    with archive.retrieve.open(instance) as fp:
+        return transcode_instance(fp, instance.transfer_syntax_uid, target)
+
+
+async def _as(archive: Archive, instance: StoredInstance, target: str | None) -> tuple[str, bytes | None]:
+    """The transfer syntax a part goes out in and its bytes when transcoded (None: stream the stored file).
+
+    An instance that cannot be transcoded goes out as stored, labelled with its own transfer syntax."""
+    if target is None or target == instance.transfer_syntax_uid:
+        return instance.transfer_syntax_uid, None
+    try:
+        return target, await anyio.to_thread.run_sync(_transcoded, archive, instance, target)
+    except NotTranscodable as exc:
+        log.info("instance %s sent as stored: %s", instance.sop_instance_uid, exc)
+        return instance.transfer_syntax_uid, None
+
+
+def _instance_url(base: str, i: StoredInstance) -> str:
+    return f"{base}/studies/{i.study_instance_uid}/series/{i.series_instance_uid}/instances/{i.sop_instance_uid}"
+
+
 async def retrieve_instances(request: Request) -> Response:
     archive: Archive = request.app.state.archive
-    ranges = parse_accept(request.headers.get("accept"))
+    ranges = accept_ranges(request)
     instances = await _instances(request)
-    _check_syntax(ranges, instances)
+    stored = {i.transfer_syntax_uid for i in instances}
+    choice = instance_representation(ranges, stored, single_allowed="instance" in request.path_params)
+    etag = entity_tag((i.sha256 for i in instances), choice.kind, choice.target or "*")
+    last_modified = max(i.created_at for i in instances)
+    headers = validator_headers(etag, last_modified)
+    if not_modified(request, etag, last_modified):
+        return not_modified_response(headers)
+    if choice.kind == "zip":
+        return head_or(request, zip_response(archive, instances, headers), None)
     base = base_url(request)
 
-    if _wants_single_part(ranges, request):
+    if choice.kind == "single":
         (instance,) = instances
-        return StreamingResponse(
-            _file_chunks(archive, instance),
+        if choice.target not in (None, instance.transfer_syntax_uid):
+            try:
+                data = await anyio.to_thread.run_sync(_transcoded, archive, instance, choice.target)
+            except NotTranscodable as exc:
+                raise HTTPProblem(406, f"the instance cannot be given as {choice.target}: {exc}") from None
+            media = f"{DICOM}; transfer-syntax={choice.target}"
+            return head_or(request, Response(data, media_type=media, headers=headers), len(data))
+        response = StreamingResponse(
+            _file_chunks(archive, instance) if request.method != "HEAD" else iter(()),
             media_type=f"{DICOM}; transfer-syntax={instance.transfer_syntax_uid}",
-            headers={"Content-Length": str(instance.size), "ETag": f'"{instance.sha256}"'},
+            headers={**headers, "Content-Length": str(instance.size)},
         )
+        return head_or(request, response, instance.size)
 
     boundary = new_boundary()
-    heads = [
-        part_head(
-            boundary,
-            [
-                ("Content-Type", f"{DICOM}; transfer-syntax={i.transfer_syntax_uid}"),
-                ("Content-Location", f"{base}/studies/{i.study_instance_uid}/series/{i.series_instance_uid}"
-                                     f"/instances/{i.sop_instance_uid}"),
-            ],
-            first=index == 0,
-        )
-        for index, i in enumerate(instances)
-    ]
     tail = closing(boundary)
-    length = sum(len(h) for h in heads) + sum(i.size for i in instances) + len(tail)
+    content_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
+    if choice.target is None or stored == {choice.target}:
+        # As stored: the length is known before the first byte.
+        heads = [
+            part_head(boundary, [("Content-Type", f"{DICOM}; transfer-syntax={i.transfer_syntax_uid}"),
+                                 ("Content-Location", _instance_url(base, i))], first=index == 0)
+            for index, i in enumerate(instances)
+        ]
+        length = sum(len(h) for h in heads) + sum(i.size for i in instances) + len(tail)
 
-    async def body() -> AsyncIterator[bytes]:
-        for head, instance in zip(heads, instances, strict=True):
-            yield head
-            async for chunk in _file_chunks(archive, instance):
-                yield chunk
+        async def stored_body() -> AsyncIterator[bytes]:
+            for head, instance in zip(heads, instances, strict=True):
+                yield head
+                async for chunk in _file_chunks(archive, instance):
+                    yield chunk
+            yield tail
+
+        if request.method == "HEAD":
+            return head_or(request, Response(headers=headers, media_type=content_type), length)
+        return StreamingResponse(stored_body(), media_type=content_type,
+                                 headers={**headers, "Content-Length": str(length)})
+
+    # Transcoded: the first instance before answering, so one that cannot be converted is a 406.
+    first_syntax: str
+    first_data: bytes | None
+    if len(instances) == 1 and choice.target is not None:
+        try:
+            first_syntax, first_data = choice.target, await anyio.to_thread.run_sync(
+                _transcoded, archive, instances[0], choice.target)
+        except NotTranscodable as exc:
+            raise HTTPProblem(406, f"the instance cannot be given as {choice.target}: {exc}") from None
+    else:
+        first_syntax, first_data = await _as(archive, instances[0], choice.target)
+    if request.method == "HEAD":
+        return head_or(request, Response(headers=headers, media_type=content_type), None)
+
+    async def transcoded_body() -> AsyncIterator[bytes]:
+        for index, instance in enumerate(instances):
+            syntax, data = (first_syntax, first_data) if index == 0 else await _as(archive, instance, choice.target)
+            yield part_head(boundary, [("Content-Type", f"{DICOM}; transfer-syntax={syntax}"),
+                                       ("Content-Location", _instance_url(base, instance))], first=index == 0)
+            if data is not None:
+                yield data
+            else:
+                async for chunk in _file_chunks(archive, instance):
+                    yield chunk
         yield tail
 
-    return StreamingResponse(
-        body(),
-        media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
-        headers={"Content-Length": str(length)},
-    )
+    return StreamingResponse(transcoded_body(), media_type=content_type, headers=headers)
+
+
+def _metadata_form(ranges: list[MediaRange]) -> str:
+    for media_range in ranges:
+        if media_range.matches(DICOM_JSON) or media_range.matches("application/json"):
+            return "json"
+        if media_range.essence == DICOM_XML:
+            return "xml"
+        if media_range.essence in ("multipart/related", "multipart/*"):
+            inner = media_range.params.get("type", DICOM_XML).lower()
+            if inner in (DICOM_XML, "application/*", "*/*"):
+                return "xml"
+    raise HTTPProblem(406, f'metadata is given as {DICOM_JSON} or multipart/related; type="{DICOM_XML}"')
+
+
+def _wants_gzip(request: Request) -> bool:
+    for coding in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = coding.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def _build_metadata(texts: list[str], base: str, form: str, compress: bool) -> tuple[bytes, str]:
+    """The finished body and its content type (CPU work: run in a thread)."""
+    if form == "json":
+        body = with_base("[" + ",".join(texts) + "]", base).encode()
+        content_type = DICOM_JSON
+    else:
+        boundary = new_boundary()
+        parts = [
+            part_head(boundary, [("Content-Type", f"{DICOM_XML}; charset=utf-8")], first=index == 0)
+            + json_to_xml(json.loads(with_base(text, base))).encode()
+            for index, text in enumerate(texts)
+        ]
+        body = b"".join(parts) + closing(boundary)
+        content_type = f'multipart/related; type="{DICOM_XML}"; boundary={boundary}'
+    if compress and len(body) >= GZIP_MIN_BYTES:
+        body = gzip.compress(body, compresslevel=5, mtime=0)
+    return body, content_type
+
+
+def _cache(request: Request, archive: Archive) -> MetadataCache | None:
+    cache: MetadataCache | None = getattr(request.app.state, "wado_metadata_cache", None)
+    if cache is None and archive.settings.metadata_cache_bytes > 0:
+        cache = MetadataCache(archive.settings.metadata_cache_bytes)
+        request.app.state.wado_metadata_cache = cache
+    return cache
 
 
 async def retrieve_metadata(request: Request) -> Response:
     archive: Archive = request.app.state.archive
-    ranges = parse_accept(request.headers.get("accept"))
-    if not any(r.matches(DICOM_JSON) or r.matches("application/json") for r in ranges):
-        raise HTTPProblem(406, f"metadata is given as {DICOM_JSON}")
-    study, series, sop = _uids(request)
-    texts = await anyio.to_thread.run_sync(archive.retrieve.metadata, study, series, sop)
-    if not texts:
-        raise _not_found(study, series, sop)
-    body = with_base("[" + ",".join(texts) + "]", base_url(request))
-    return Response(body, media_type=DICOM_JSON)
+    form = _metadata_form(accept_ranges(request))
+    study, series, sop = uids(request)
+    validator = await anyio.to_thread.run_sync(metadata_validator, archive.engine, study, series, sop)
+    if validator.count == 0:
+        raise not_found(study, series, sop)
+    base = base_url(request)
+    compress = _wants_gzip(request)
+    etag = entity_tag(validator.token, base, form, "gzip" if compress else "identity")
+    headers = validator_headers(etag, validator.last_modified)
+    if not_modified(request, etag, validator.last_modified):
+        return not_modified_response(headers)
+
+    cache = _cache(request, archive)
+    key = (validator.token, base, form, compress)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        # Cached as "content type\n" + body: an XML answer's boundary lives in its content type.
+        content_type, _, body = cached.partition(b"\n")
+    else:
+        texts = await anyio.to_thread.run_sync(archive.retrieve.metadata, study, series, sop)
+        if not texts:
+            raise not_found(study, series, sop)
+        body, type_text = await anyio.to_thread.run_sync(_build_metadata, texts, base, form, compress)
+        content_type = type_text.encode()
+        if cache is not None and sop is None:
+            cache.put(key, content_type + b"\n" + body)
+    if compress and body[:2] == b"\x1f\x8b":
+        headers["Content-Encoding"] = "gzip"
+    response = Response(body, media_type=content_type.decode(), headers=headers)
+    return head_or(request, response, len(body))
 
 
 async def delete_resource(request: Request) -> Response:
     archive: Archive = request.app.state.archive
-    study, series, sop = _uids(request)
+    study, series, sop = uids(request)
     removed = await anyio.to_thread.run_sync(archive.removal.delete, study, series, sop)
     if not removed:
-        raise _not_found(study, series, sop)
+        raise not_found(study, series, sop)
     return Response(status_code=204)

@@ -36,7 +36,7 @@ def parse(body: bytes, boundary: bytes, cuts: list[int]) -> list[tuple[dict[str,
     sink = Collect()
     parser = MultipartParser(boundary, sink)
     previous = 0
-    for cut in sorted({min(c, len(body)) for c in cuts}) + [len(body)]:
+    for cut in [*sorted({min(c, len(body)) for c in cuts}), len(body)]:
         parser.feed(body[previous:cut])
         previous = cut
     parser.close()

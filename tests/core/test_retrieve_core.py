@@ -55,10 +55,11 @@ def test_single_part_and_transfer_syntax_negotiation(loaded: LiveServer, shared_
     single = httpx.get(url, headers={"Accept": "application/dicom"})
     assert single.status_code == 200 and single.content == (shared_data / FILES[2]).read_bytes()
     syntax = pydicom.dcmread(shared_data / FILES[2], stop_before_pixels=True).file_meta.TransferSyntaxUID
-    stored = httpx.get(url, headers={"Accept": f'multipart/related; type="application/dicom"; transfer-syntax={syntax}'})
+    accept = f'multipart/related; type="application/dicom"; transfer-syntax={syntax}'
+    stored = httpx.get(url, headers={"Accept": accept})
     assert stored.status_code == 200
     other = httpx.get(url, headers={
-        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'})
+        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.3.4.5'})
     assert other.status_code == 406 and syntax in other.json()["detail"]
     assert httpx.get(url, headers={"Accept": "multipart/related; type=application/dicom; q=x"}).status_code == 400
 

@@ -94,7 +94,8 @@ def test_a_truncated_body_keeps_completed_parts_and_says_so(server: LiveServer, 
     assert problem["storedInstances"] == [entry_of(shared_data / CT)["sop_instance_uid"]]
     assert retrieve_raw(server, entry_of(shared_data / CT)) == ct
     missing = entry_of(shared_data / MR)
-    url = f"{server.url}/studies/{missing['study_uid']}/series/{missing['series_uid']}/instances/{missing['sop_instance_uid']}"
+    url = (f"{server.url}/studies/{missing['study_uid']}/series/{missing['series_uid']}"
+           f"/instances/{missing['sop_instance_uid']}")
     assert httpx.get(url).status_code == 404
 
 

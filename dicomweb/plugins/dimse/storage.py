@@ -1,0 +1,47 @@
+"""Storage SCP (C-STORE): the received data set, as the peer encoded it, goes through the shared ingest.
+
+pynetdicom calls the handler only once the whole data set has arrived, so a peer that disconnects
+mid-transfer leaves nothing behind: the partial P-DATA never reaches the archive.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom.events import Event
+
+from ...archive import Archive
+from ...services.staging import BlobSpooler
+from .access import NOT_AUTHORIZED, AccessRules
+from .status import PROCESSING_FAILURE, SUCCESS, status
+
+log = logging.getLogger(__name__)
+PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+def file_meta_bytes(meta: FileMetaDataset) -> bytes:
+    buffer = DicomBytesIO()
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return buffer.getvalue()
+
+
+def handle_store(event: Event, archive: Archive, rules: AccessRules) -> int | Dataset:
+    caller = event.assoc.requestor.ae_title
+    if not rules.allows(caller, "store"):
+        return status(NOT_AUTHORIZED, f"{caller} may not store here")
+    spool = BlobSpooler(archive.staging_dir, archive.settings.spool_memory_bytes)
+    try:
+        spool.write(PREAMBLE + file_meta_bytes(event.file_meta))
+        spool.write(event.encoded_dataset(include_meta=False))  # the bytes exactly as the peer sent them
+    except BaseException:
+        spool.abort()
+        raise
+    result = archive.ingest.store(spool.finish())
+    if result.ok:
+        log.debug("C-STORE %s from %s: %s", result.sop_instance_uid, caller, result.outcome)
+        return SUCCESS
+    log.info("C-STORE from %s failed: %s", caller, result.message)
+    return status(result.failure_reason or PROCESSING_FAILURE, result.message)

@@ -1,0 +1,236 @@
+"""Moving a study's instances between tiers: copy, verify at the destination, switch, delete the source.
+
+Every step is safe to die in. A ``tier_move`` row is written before the first byte is copied and removed
+only when the source copy is gone, so after a crash :meth:`MigrationService.recover` finds each possible
+double and keeps exactly the copy the index names (the index always names a complete, verified copy: the
+switch happens after verification, in one transaction). Moving again is a no-op for instances already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from ..backends.tiers import StorageError, TierSet
+from ..index.models import Instance, Series, Study, TierMove
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+class MigrationError(RuntimeError):
+    """A move could not finish; the study stays readable where the index says it is."""
+
+
+class StudyBusy(MigrationError):
+    """Another live mover holds part of this study; try again later."""
+
+
+@dataclass
+class MoveReport:
+    study_instance_uid: str
+    target: str
+    instances: int = 0
+    bytes: int = 0
+    skipped: int = 0  # changed or deleted while being copied: left where the index says they are
+
+
+@dataclass
+class RecoveryReport:
+    moves: int = 0
+    copies_removed: int = 0
+
+
+def _tables() -> tuple[Any, Any, Any, Any]:
+    return (Study.__table__, Series.__table__, Instance.__table__,  # type: ignore[attr-defined]
+            TierMove.__table__)  # type: ignore[attr-defined]
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether the mover that wrote a row may still be running (a dead local process certainly is not)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MigrationService:
+    def __init__(self, engine: Engine, tiers: TierSet, *, drain_seconds: float = 1.0, stale_seconds: float = 600):
+        self.engine = engine
+        self.tiers = tiers
+        self.drain_seconds = drain_seconds
+        self.stale_seconds = stale_seconds
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    # -- moving ---------------------------------------------------------------------------------------------
+
+    def move_study(self, study: str, target: str, progress: Callable[[int], None] | None = None) -> MoveReport:
+        """Move every instance of ``study`` not yet on ``target`` there; returns what moved."""
+        destination = self.tiers.raw(target)
+        report = MoveReport(study, target)
+        self.recover(study=study)
+        studies, series, instances, moves = _tables()
+        with self.engine.begin() as conn:
+            if conn.execute(select(moves.c.instance_id).where(moves.c.study_instance_uid == study).limit(1)).first():
+                raise StudyBusy(f"study {study} is being moved by another worker")
+            rows = conn.execute(
+                select(instances.c.id, instances.c.tier, instances.c.storage_key, instances.c.size,
+                       instances.c.sha256)
+                .select_from(instances.join(series, instances.c.series_fk == series.c.id)
+                             .join(studies, series.c.study_fk == studies.c.id))
+                .where(studies.c.study_instance_uid == study, instances.c.tier != target)
+            ).all()
+            if not rows:
+                return report
+            # The intent is durable before any copy exists, so a crash never leaves a silent double.
+            conn.execute(moves.insert(), [
+                {"instance_id": r.id, "study_instance_uid": study, "source_tier": r.tier, "target_tier": target,
+                 "storage_key": r.storage_key, "state": "copying", "owner": self.owner,
+                 "updated_at": datetime.now(UTC)}
+                for r in rows
+            ])
+        for row in rows:
+            source = self.tiers.raw(row.tier)
+            try:
+                with source.open(row.storage_key) as reader:
+                    destination.store_stream(reader, row.storage_key)
+                digest = destination.sha256(row.storage_key)
+            except StorageError as exc:
+                self._abandon([r.id for r in rows])
+                raise MigrationError(f"copying {row.storage_key} from {row.tier} to {target} failed: {exc}") from exc
+            if digest != row.sha256:
+                self._abandon([r.id for r in rows])
+                raise MigrationError(
+                    f"{row.storage_key} on {target} has sha256 {digest}, the index says {row.sha256}; not moved")
+            if progress is not None:
+                progress(row.size)
+        switched = self._switch(study, target)
+        unswitched = [r.id for r in rows if r.id not in switched]
+        if unswitched:
+            self._abandon(unswitched)
+        if switched and self.drain_seconds > 0:
+            time.sleep(self.drain_seconds)  # reads that looked up the old location a moment ago finish there
+        for row in rows:
+            if row.id in switched:
+                self.tiers.raw(row.tier).delete(row.storage_key)
+                report.instances += 1
+                report.bytes += row.size
+        with self.engine.begin() as conn:
+            conn.execute(delete(moves).where(moves.c.instance_id.in_(switched), moves.c.owner == self.owner))
+        report.skipped = len(unswitched)
+        return report
+
+    def _switch(self, study: str, target: str) -> set[int]:
+        """Point the index at the verified copies, in one transaction; returns the instance ids switched."""
+        _, _, instances, moves = _tables()
+        with self.engine.begin() as conn:
+            mine = conn.execute(
+                select(moves.c.instance_id, moves.c.source_tier, moves.c.storage_key)
+                .where(moves.c.study_instance_uid == study, moves.c.owner == self.owner, moves.c.state == "copying")
+                .with_for_update()
+            ).all()
+            if not mine:
+                return set()
+            # Guarded by the old location: an instance replaced or deleted meanwhile is not switched.
+            conn.execute(
+                update(instances)
+                .where(instances.c.id == bindparam("iid"), instances.c.tier == bindparam("src"),
+                       instances.c.storage_key == bindparam("key"))
+                .values(tier=target),
+                [{"iid": m.instance_id, "src": m.source_tier, "key": m.storage_key} for m in mine],
+            )
+            ids = [m.instance_id for m in mine]
+            switched = set(conn.execute(
+                select(instances.c.id).where(instances.c.id.in_(ids), instances.c.tier == target)).scalars())
+            if switched:
+                conn.execute(update(moves).where(moves.c.instance_id.in_(switched)).values(
+                    state="switched", updated_at=datetime.now(UTC)))
+        return switched
+
+    def _abandon(self, ids: list[int]) -> None:
+        """Drop our own unfinished moves: remove their rows, then every copy the index does not name."""
+        _, _, _, moves = _tables()
+        with self.engine.begin() as conn:
+            rows = list(conn.execute(
+                select(moves).where(moves.c.instance_id.in_(ids), moves.c.owner == self.owner)).all())
+            conn.execute(delete(moves).where(moves.c.instance_id.in_(ids), moves.c.owner == self.owner))
+            in_use = self._locations(conn, [r.storage_key for r in rows])
+        self._remove_unnamed(rows, in_use)
+
+    # -- recovery -------------------------------------------------------------------------------------------
+
+    def recover(self, study: str | None = None) -> RecoveryReport:
+        """Finish or undo the moves of dead or stale movers: keep the copy the index names, delete the other."""
+        _, _, _, moves = _tables()
+        report = RecoveryReport()
+        stale_before = datetime.now(UTC) - timedelta(seconds=self.stale_seconds)
+        with self.engine.begin() as conn:
+            query = select(moves)
+            if study is not None:
+                query = query.where(moves.c.study_instance_uid == study)
+            candidates = conn.execute(query).all()
+            owners = {r.owner for r in candidates
+                      if r.owner != self.owner and (not _owner_alive(r.owner) or _utc(r.updated_at) < stale_before)}
+            rows = list(r for r in candidates if r.owner in owners)
+            if not rows:
+                return report
+            # Deleting the rows first takes them over: a mover still switching blocks here or sees them gone.
+            for owner in owners:
+                conn.execute(delete(moves).where(
+                    moves.c.owner == owner, moves.c.instance_id.in_([r.instance_id for r in rows])))
+            in_use = self._locations(conn, [r.storage_key for r in rows])
+        report.moves = len(rows)
+        report.copies_removed = self._remove_unnamed(rows, in_use)
+        return report
+
+    def pending(self) -> int:
+        _, _, _, moves = _tables()
+        with self.engine.connect() as conn:
+            return len(conn.execute(select(moves.c.instance_id)).all())
+
+    @staticmethod
+    def _locations(conn: Connection, keys: list[str]) -> set[tuple[str, str]]:
+        _, _, instances, _ = _tables()
+        if not keys:
+            return set()
+        found = conn.execute(select(instances.c.tier, instances.c.storage_key)
+                             .where(instances.c.storage_key.in_(set(keys)))).all()
+        return {(r.tier, r.storage_key) for r in found}
+
+    def _remove_unnamed(self, rows: list[Any], in_use: set[tuple[str, str]]) -> int:
+        removed = 0
+        for row in rows:
+            for tier in (row.source_tier, row.target_tier):
+                if (tier, row.storage_key) in in_use:
+                    continue
+                try:
+                    if self.tiers.raw(tier).exists(row.storage_key):
+                        self.tiers.raw(tier).delete(row.storage_key)
+                        removed += 1
+                except StorageError as exc:
+                    log.warning("copy %s/%s left for the sweeper: %s", tier, row.storage_key, exc)
+        return removed
+
+
+__all__ = ["MigrationError", "MigrationService", "MoveReport", "RecoveryReport", "StudyBusy"]
