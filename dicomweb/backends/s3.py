@@ -79,28 +79,3 @@ class S3Tier(FsspecTier):
             return self.fs.open(self._path(key), "rb", block_size=self.part_size, cache_type="readahead")
         except Exception as exc:
             raise self._error("read", key, exc) from exc
-
-    def store_stream(self, source: Any, key: str) -> None:
-        try:
-            target = self.fs.open(self._path(key), "wb", block_size=self.part_size)
-        except Exception as exc:
-            raise self._error("store", key, exc) from exc
-        self._write_all(source, target, key)
-
-    def _write_all(self, source: Any, target: Any, key: str) -> None:
-        try:
-            while chunk := source.read(self.part_size):
-                target.write(chunk)
-        except BaseException as exc:
-            try:
-                target.discard()  # aborts the multipart upload: nothing appears under the key
-                target.closed = True  # discarded: nothing left to flush when it is collected
-            except Exception:  # the original error is the one to report
-                pass
-            if isinstance(exc, Exception):
-                raise self._error("store", key, exc) from exc
-            raise
-        try:
-            target.close()
-        except Exception as exc:
-            raise self._error("store", key, exc) from exc

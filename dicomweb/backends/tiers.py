@@ -241,6 +241,9 @@ class FsspecTier(Tier):
 
     retry_after = 30
 
+    # Bytes per written part and per read of a streamed copy; None: the filesystem's defaults.
+    part_size: int | None = None
+
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None, **_: Any):
         self.name = name
         self.url = url
@@ -276,12 +279,13 @@ class FsspecTier(Tier):
     def store_stream(self, source: BinaryIO, key: str) -> None:
         # Buffered writers upload in parts and publish on close; on failure discard() drops the parts,
         # so a broken copy never appears under the key.
+        block = {"block_size": self.part_size} if self.part_size else {}
         try:
-            target = self.fs.open(self._path(key), "wb")
+            target = self.fs.open(self._path(key), "wb", **block)
         except Exception as exc:
             raise self._error("store", key, exc) from exc
         try:
-            while chunk := source.read(COPY_CHUNK):
+            while chunk := source.read(self.part_size or COPY_CHUNK):
                 target.write(chunk)
         except BaseException as exc:
             discard = getattr(target, "discard", None)

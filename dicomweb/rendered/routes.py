@@ -21,11 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..archive import Archive
-from ..dicom.uids import is_valid_uid
 from ..http.multipart import closing, new_boundary, part_head
 from ..http.problems import HTTPProblem
 from ..services.retrieve import StoredInstance
 from ..stow.routes import base_url
+from ..wado.common import uids
+from ..wado.frames import parse_frame_list
 from .params import ANIMATED, RENDERED_TYPES, THUMBNAIL_TYPES, Choice, RenderParams, choose_media, parse_params
 from .service import FrameRef, Renderer, all_frames, is_image, representative
 
@@ -42,28 +43,9 @@ def renderer(request: Request) -> Renderer:
     return found
 
 
-def _uids(request: Request) -> tuple[str, str | None, str | None]:
-    params = request.path_params
-    study, series, sop = params["study"], params.get("series"), params.get("instance")
-    for what, value in (("Study", study), ("Series", series), ("SOP", sop)):
-        if value is not None and not is_valid_uid(value):
-            raise HTTPProblem(400, f"{what} Instance UID {value!r} is not a valid UID")
-    return study, series, sop
-
-
-def _frame_numbers(text: str) -> list[int]:
-    numbers: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not (part.isascii() and part.isdigit()) or len(part) > 9 or int(part) < 1:
-            raise HTTPProblem(400, f"frame numbers are whole numbers from 1; {part!r} is not one")
-        numbers.append(int(part))
-    return numbers
-
-
 async def _instances(request: Request) -> list[StoredInstance]:
     archive: Archive = request.app.state.archive
-    study, series, sop = _uids(request)
+    study, series, sop = uids(request)
     found = await anyio.to_thread.run_sync(archive.retrieve.instances, study, series, sop)
     if not found:
         where = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
@@ -77,7 +59,7 @@ async def _instances(request: Request) -> list[StoredInstance]:
 
 def _frame_refs(request: Request, instance: StoredInstance) -> list[FrameRef]:
     frames = max(1, instance.number_of_frames)
-    numbers = _frame_numbers(request.path_params["frames"])
+    numbers = parse_frame_list(request.path_params["frames"])
     beyond = [n for n in numbers if n > frames]
     if beyond:
         raise HTTPProblem(400, f"instance {instance.sop_instance_uid} has {frames} frame(s); there is no frame "

@@ -30,7 +30,8 @@ def parse_frame_list(text: str) -> list[int]:
     numbers = []
     for item in items:
         item = item.strip()
-        if not item.isdigit() or int(item) < 1:
+        # ASCII only: str.isdigit() admits digits like "²" that int() refuses; 9 digits bound the value.
+        if not (item.isascii() and item.isdigit()) or len(item) > 9 or int(item) < 1:
             raise HTTPProblem(400, f"frame list {text!r}: {item!r} is not a frame number (frames count from 1)")
         numbers.append(int(item))
     return numbers

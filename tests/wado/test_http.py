@@ -104,6 +104,8 @@ def test_frames_lists_and_errors(loaded: Loaded) -> None:
     assert single.status_code == 200 and single.content == pixels[1].astype("<u2").tobytes()
     assert loaded.client.get(url + "/frames/0").status_code == 400
     assert loaded.client.get(url + "/frames/1,x").status_code == 400
+    assert loaded.client.get(url + "/frames/1,%C2%B2").status_code == 400  # "²": a digit to str, not to int()
+    assert loaded.client.get(url + "/frames/9999999999").status_code == 400
     out_of_range = loaded.client.get(url + f"/frames/1,{len(pixels) + 1}")
     assert out_of_range.status_code == 404 and f"there is no frame {len(pixels) + 1}" in out_of_range.json()["detail"]
     assert loaded.client.get(url + "/frames/1", headers={"Accept": "text/html"}).status_code == 406
