@@ -22,11 +22,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .archive import Archive
+from .audit import AuditLog, AuditMiddleware, audit_routes
 from .backends.tiers import StorageUnavailable
 from .http.problems import HTTPProblem, from_exception, problem_response
 from .jobs.admin import admin_routes
 from .jobs.background import Background
 from .plugins.dimse.routes import worklist_routes
+from .policies.deid import Deidentifier
+from .policies.engine import PolicyEngine
+from .policies.guard import guarded
+from .policies.http import operators_only
+from .policies.identity import AuthMiddleware, auth_routes, build_authenticator
+from .policies.records.routes import policy_routes
 from .qido.routes import (
     search_instances,
     search_series,
@@ -73,6 +80,11 @@ async def health(request: Request) -> Response:
 
 
 def dicomweb_routes() -> list[Route]:
+    """Every DICOMweb resource; study-scoped ones pass the policy guard first (searches carry the policy's
+    predicate in their query, stores the institutions the caller may write)."""
+    instances, metadata = guarded(retrieve_instances, "instances"), guarded(retrieve_metadata, "metadata")
+    delete = guarded(delete_resource, "delete")
+    rendered_image, thumbnail_image = guarded(rendered, "rendered"), guarded(thumbnail, "thumbnail")
     return [
         Route("/studies", search_studies, methods=["GET"]),
         Route("/series", search_series, methods=["GET"]),
@@ -81,27 +93,27 @@ def dicomweb_routes() -> list[Route]:
         Route(STUDY + "/instances", search_study_instances, methods=["GET"]),
         Route(SERIES + "/instances", search_series_instances, methods=["GET"]),
         Route("/studies", store_instances, methods=["POST"]),
-        Route(STUDY, retrieve_instances, methods=["GET"]),
+        Route(STUDY, instances, methods=["GET"]),
         Route(STUDY, store_instances, methods=["POST"]),
-        Route(STUDY, delete_resource, methods=["DELETE"]),
-        Route(STUDY + "/metadata", retrieve_metadata, methods=["GET"]),
-        Route(SERIES, retrieve_instances, methods=["GET"]),
-        Route(SERIES, delete_resource, methods=["DELETE"]),
-        Route(SERIES + "/metadata", retrieve_metadata, methods=["GET"]),
-        Route(INSTANCE, retrieve_instances, methods=["GET"]),
-        Route(INSTANCE, delete_resource, methods=["DELETE"]),
-        Route(INSTANCE + "/metadata", retrieve_metadata, methods=["GET"]),
-        Route(STUDY + "/rendered", rendered, methods=["GET"]),
-        Route(SERIES + "/rendered", rendered, methods=["GET"]),
-        Route(INSTANCE + "/rendered", rendered, methods=["GET"]),
-        Route(INSTANCE + "/frames/{frames}/rendered", rendered, methods=["GET"]),
-        Route(STUDY + "/thumbnail", thumbnail, methods=["GET"]),
-        Route(SERIES + "/thumbnail", thumbnail, methods=["GET"]),
-        Route(INSTANCE + "/thumbnail", thumbnail, methods=["GET"]),
-        Route(INSTANCE + "/frames/{frames}/thumbnail", thumbnail, methods=["GET"]),
-        Route(INSTANCE + "/frames/{frames}", retrieve_frames, methods=["GET"]),
-        Route(INSTANCE + "/bulkdata/{path:path}", retrieve_bulkdata, methods=["GET"]),
-        Route("/wado", wado_uri, methods=["GET"]),
+        Route(STUDY, delete, methods=["DELETE"]),
+        Route(STUDY + "/metadata", metadata, methods=["GET"]),
+        Route(SERIES, instances, methods=["GET"]),
+        Route(SERIES, delete, methods=["DELETE"]),
+        Route(SERIES + "/metadata", metadata, methods=["GET"]),
+        Route(INSTANCE, instances, methods=["GET"]),
+        Route(INSTANCE, delete, methods=["DELETE"]),
+        Route(INSTANCE + "/metadata", metadata, methods=["GET"]),
+        Route(STUDY + "/rendered", rendered_image, methods=["GET"]),
+        Route(SERIES + "/rendered", rendered_image, methods=["GET"]),
+        Route(INSTANCE + "/rendered", rendered_image, methods=["GET"]),
+        Route(INSTANCE + "/frames/{frames}/rendered", rendered_image, methods=["GET"]),
+        Route(STUDY + "/thumbnail", thumbnail_image, methods=["GET"]),
+        Route(SERIES + "/thumbnail", thumbnail_image, methods=["GET"]),
+        Route(INSTANCE + "/thumbnail", thumbnail_image, methods=["GET"]),
+        Route(INSTANCE + "/frames/{frames}/thumbnail", thumbnail_image, methods=["GET"]),
+        Route(INSTANCE + "/frames/{frames}", guarded(retrieve_frames, "frames"), methods=["GET"]),
+        Route(INSTANCE + "/bulkdata/{path:path}", guarded(retrieve_bulkdata, "bulkdata"), methods=["GET"]),
+        Route("/wado", guarded(wado_uri, "wado-uri"), methods=["GET"]),
     ]
 
 
@@ -141,6 +153,8 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = archive if archive is not None else await anyio.to_thread.run_sync(Archive.open, settings)
         await anyio.to_thread.run_sync(opened.warm_up)
+        if archive is None:  # an archive given to create_app has its parts attached there already
+            await anyio.to_thread.run_sync(_attach_policy, app, opened, settings)
         app.state.archive = opened
         background = Background(opened)
         await anyio.to_thread.run_sync(background.start)
@@ -148,12 +162,14 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         try:
             yield
         finally:
+            if app.state.audit is not None:
+                await anyio.to_thread.run_sync(app.state.audit.close)
             await anyio.to_thread.run_sync(background.close)
             if archive is None:
                 opened.close()
 
     middleware = []
-    if settings.cors_origins:
+    if settings.cors_origins:  # outermost: a preflight needs no token
         middleware.append(
             Middleware(
                 CORSMiddleware,
@@ -164,13 +180,18 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
                                 "Content-Range", "Accept-Ranges", "Content-Encoding"],
             )
         )
+    # Audit outside authentication, so refused logins are recorded too; both read the app's state.
+    middleware += [Middleware(AuditMiddleware), Middleware(AuthMiddleware)]
     app = Starlette(
         routes=[
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
-            Route("/wado", wado_uri, methods=["GET"]),
-            *admin_routes(),
-            *worklist_routes(),  # DIMSE gateway's worklist (issue 7)
+            Route("/wado", guarded(wado_uri, "wado-uri"), methods=["GET"]),
+            *auth_routes(),  # the embedded issuer: token endpoint, JWKS, discovery
+            *policy_routes(),  # grants, care relationships, research shares
+            *audit_routes(),
+            *operators_only(admin_routes()),
+            *operators_only(worklist_routes()),  # DIMSE gateway's worklist (issue 7)
             Mount(settings.base_path, routes=dicomweb_routes()),
         ],
         middleware=middleware,
@@ -179,6 +200,16 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
                             Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.state.audit = None
     if archive is not None:
+        _attach_policy(app, archive, settings)
         app.state.archive = archive
     return app
+
+
+def _attach_policy(app: Starlette, archive: Archive, settings: Settings) -> None:
+    """The authorization parts over an opened archive: identities, decisions, de-identification, audit."""
+    app.state.authenticator = build_authenticator(settings, archive.engine)
+    app.state.policy = PolicyEngine.open(archive.engine, settings.policy_file)
+    app.state.deid = Deidentifier.open(settings, archive.engine)
+    app.state.audit = AuditLog.open(archive.engine, settings) if settings.audit_enabled else None

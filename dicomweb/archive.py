@@ -21,7 +21,9 @@ from .settings import Settings
 
 
 class Ingest(Protocol):
-    def store(self, blob: StagedBlob, expected_study: str | None = None) -> StoreResult: ...
+    def store(
+        self, blob: StagedBlob, expected_study: str | None = None, institutions: frozenset[str] | None = None
+    ) -> StoreResult: ...
 
 
 def default_ingest_processes() -> int:

@@ -10,11 +10,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .audit.cli import audit_app
 from .packing_cli import archive_app
+from .policies.identity.cli import token_command, users_app
+from .policies.records.cli import care_app, grants_app, research_app
 from .settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="A standards-first DICOMweb archive.", no_args_is_help=True, add_completion=False)
 app.add_typer(archive_app, name="archive")  # pack, unpack, verify (issue 8)
+app.add_typer(users_app, name="users")  # local users of the embedded token issuer (issue 6)
+app.add_typer(grants_app, name="grants")  # access grants and their approvals (issue 6)
+app.add_typer(care_app, name="care")  # care relationships (issue 6)
+app.add_typer(research_app, name="research")  # research shares (issue 6)
+app.add_typer(audit_app, name="audit")  # verify, list, export the audit log (issue 6)
 console = Console(stderr=True)
 
 DataOption = Annotated[
@@ -340,6 +348,9 @@ def worker(
         run_worker(queue.context, queue.store, threads)
     finally:
         archive.close()
+
+
+app.command("token")(token_command)  # a bearer token for a local user (issue 6)
 
 
 def main() -> None:

@@ -18,6 +18,17 @@ from typing import Any, Literal
 ConflictRule = Literal["reject", "replace"]
 
 
+# Claim paths of a principal's attributes in a bearer token; institutions remap them with [auth_claims].
+DEFAULT_CLAIMS: dict[str, str] = {
+    "roles": "roles",
+    "name": "name",
+    "institution": "institution",
+    "department": "department",
+    "national_id": "national_id",
+    "national_id_issuer": "national_id_issuer",
+}
+
+
 class SettingsError(ValueError):
     """The configuration cannot be used; the message names the setting."""
 
@@ -121,6 +132,30 @@ class Settings:
     dimse_accept_unknown: bool = True
     dimse_timeout_seconds: float = 60.0
     dimse_max_associations: int = 32
+    # Authorization (issue 6). "on": every request needs a bearer token (401 otherwise); "off": requests act
+    # as the system principal (every right) - for a closed lab network or tests, never for patient data.
+    auth: Literal["on", "off"] = "on"
+    # Tokens of an external OIDC provider: its issuer and JWKS URL; empty: the embedded issuer (keys under
+    # data_dir/auth, `dicomweb users add`, `dicomweb token`). The audience every token must name.
+    auth_issuer: str = ""
+    auth_jwks_url: str = ""
+    auth_audience: str = "dicomweb"
+    auth_algorithms: tuple[str, ...] = ("RS256", "ES256", "PS256")
+    auth_leeway_seconds: int = 30
+    auth_token_ttl_seconds: int = 3600
+    # Where each principal attribute sits in the token's claims (dotted paths; a list claim for roles).
+    auth_claims: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CLAIMS))
+    # X-Forwarded-For is believed only from these proxies (addresses or CIDR networks).
+    trusted_proxies: tuple[str, ...] = ()
+    # The role rules an institution edits (TOML); empty: the packaged default rules.
+    policy_file: str = ""
+    # The secret behind pseudonyms and date shifts (anonymized answers); empty: generated once under
+    # data_dir/auth and kept. "modified": dates shifted per patient (PS3.15 Retain Longitudinal Temporal
+    # Information with Modified Dates); "remove": dates handled as the Basic Profile says.
+    deid_secret: str = ""
+    deid_dates: Literal["modified", "remove"] = "modified"
+    # The audit log: every access recorded (on by default; off only for benchmarks of the bare path).
+    audit_enabled: bool = True
 
     @property
     def resolved_database_url(self) -> str:
@@ -218,6 +253,30 @@ def _coerce(name: str, value: Any) -> Any:
         raise SettingsError(f"dimse_ae_title must have 1 to 16 characters, not {value!r}")
     if name == "data_dir":
         return Path(value)
+    if name in {"auth_algorithms", "trusted_proxies"}:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(str(v) for v in value)
+    if name == "auth" and value not in ("on", "off"):
+        raise SettingsError(f"auth must be 'on' or 'off', not {value!r}")
+    if name == "deid_dates" and value not in ("modified", "remove"):
+        raise SettingsError(f"deid_dates must be 'modified' or 'remove', not {value!r}")
+    if name == "auth_claims":
+        if not isinstance(value, dict):
+            raise SettingsError("auth_claims must be a table of attribute = claim path")
+        unknown = set(value) - set(DEFAULT_CLAIMS)
+        if unknown:
+            raise SettingsError(f"auth_claims names unknown attributes: {', '.join(sorted(unknown))}")
+        return {**DEFAULT_CLAIMS, **{k: str(v) for k, v in value.items()}}
+    if name in {"auth_leeway_seconds", "auth_token_ttl_seconds"}:
+        try:
+            if int(value) < 0:
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a whole number of seconds, not {value!r}") from None
+    if name == "audit_enabled" and isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off"}
     if name == "tiers":
         return tuple(_tier_from_mapping(t) for t in value)
     if name == "cors_origins":
@@ -285,7 +344,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise SettingsError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
         values.update(raw)
 
-    for name in known - {"tiers", "lifecycle", "dimse_peers"}:
+    for name in known - {"tiers", "lifecycle", "dimse_peers", "auth_claims"}:
         env = os.environ.get(f"DICOMWEB_{name.upper()}")
         if env is not None:
             values[name] = env

@@ -20,6 +20,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DICOMWEB_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 POSTGRES_URL = os.environ.get("DICOMWEB_TEST_POSTGRES_URL", "")
+# Suites that test storage, search and retrieval act as the system; tests/policies turn authorization on.
+os.environ.setdefault("DICOMWEB_AUTH", "off")
 
 
 def data_index() -> list[dict[str, Any]]:
@@ -84,6 +86,18 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, port: int | 
             time.sleep(0.1)
     server.stop(kill=True)
     raise RuntimeError("server did not start in 30 s")
+
+
+def start_authorized_server(data_dir: Path, env: dict[str, str] | None = None) -> tuple[LiveServer, dict[str, str]]:
+    """A server with authorization on and an admin made with the command line; returns its bearer header."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "dicomweb.cli"]
+    subprocess.run([*cli, "users", "add", "admin", "--role", "admin", "--no-password", "--data", str(data_dir)],
+                   check=True, capture_output=True)
+    token = subprocess.run([*cli, "token", "admin", "--data", str(data_dir)], check=True, capture_output=True,
+                           text=True).stdout.strip()
+    server = start_server(data_dir, {"DICOMWEB_AUTH": "on", **(env or {})})
+    return server, {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ class NotStorable(ValueError):
 # Failure reasons used by ingest (PS3.4 Annex B, PS3.18 10.5.3).
 PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.5: refused, the caller may not store this (the policy engine's answer)
 OUT_OF_RESOURCES = 0xA700
 DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000

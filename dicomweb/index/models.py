@@ -71,6 +71,21 @@ class Series(SQLModel, table=True):
     # QIDO (migration 0003_qido): default return attributes of the series level (PS3.18 table 10.6.3-4).
     performed_procedure_step_start_date: str = Field(default="", max_length=8)
     performed_procedure_step_start_time: str = Field(default="", max_length=16)
+    # Authorization (migration policy_index): an instance said BurnedInAnnotation=YES; anonymized views
+    # withhold the series, since pixels may carry identity the header profile cannot remove.
+    burned_in_annotation: bool = Field(default=False)
+
+
+class PatientIdentifier(SQLModel, table=True):
+    """The patient's other identities (Other Patient IDs Sequence, Other Patient IDs), each with its issuer:
+    a patient's national ID may be one of them (the primary PatientID lives on the patient row)."""
+
+    __tablename__ = "patient_identifier"
+    __table_args__ = (Index("ix_patient_identifier_value", "value", "issuer"),)
+
+    patient_fk: int = Field(foreign_key="patient.id", primary_key=True)
+    value: str = Field(max_length=64, primary_key=True)
+    issuer: str = Field(default="", max_length=64, primary_key=True)
 
 
 class Instance(SQLModel, table=True):

@@ -19,7 +19,9 @@ from ..dicom.xml_model import json_to_xml
 from ..http.media import parse_accept
 from ..http.multipart import closing, new_boundary, part_head
 from ..http.problems import HTTPProblem
-from ..services.query import Level, search
+from ..policies.http import audit_note
+from ..policies.search import deidentify_results, policy_view
+from ..services.query import Level, SearchResult, search
 from ..stow.routes import base_url
 from .params import parse_query
 
@@ -66,9 +68,15 @@ async def _search(request: Request, level: Level, return_levels: tuple[Level, ..
         request.query_params.multi_items(), level, scope, return_levels,
         settings.qido_max_results, settings.qido_pn_case_insensitive,
     )
-    result = await anyio.to_thread.run_sync(
-        lambda: search(archive.engine, query, base_url=base_url(request))
-    )
+    base = base_url(request)
+
+    def run() -> tuple[SearchResult, list[dict[str, Any]]]:
+        restricted, view = policy_view(request, query)
+        found = search(archive.engine, restricted, view.visible, base, view.anonymized)
+        return found, deidentify_results(request, found)
+
+    result, datasets = await anyio.to_thread.run_sync(run)
+    audit_note(request, count=len(datasets))
     warnings = []
     if result.ignored:
         warnings.append(_warning(
@@ -81,15 +89,15 @@ async def _search(request: Request, level: Level, return_levels: tuple[Level, ..
             "Additional results can be requested."
         ))
     headers = {"Warning": ", ".join(warnings)} if warnings else {}
-    if not result.datasets:
+    if not datasets:
         return Response(status_code=204, headers=headers)
     if media_type == DICOM_XML:
         boundary = new_boundary()
         return Response(
-            _xml_body(result.datasets, boundary), headers=headers,
+            _xml_body(datasets, boundary), headers=headers,
             media_type=f'multipart/related; type="{DICOM_XML}"; boundary={boundary}',
         )
-    return Response(dumps(result.datasets), media_type=DICOM_JSON, headers=headers)
+    return Response(dumps(datasets), media_type=DICOM_JSON, headers=headers)
 
 
 def _route(level: Level, *return_levels: Level) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -28,6 +28,7 @@ from ..dicom.part10 import (
     CANNOT_UNDERSTAND,
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     DUPLICATE_SOP_INSTANCE,
+    NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
     STUDY_UID_MISMATCH,
@@ -35,7 +36,7 @@ from ..dicom.part10 import (
     ParsedInstance,
     parse_instance,
 )
-from ..index.models import Instance, Patient, Series, Study, utcnow
+from ..index.models import Instance, Patient, PatientIdentifier, Series, Study, utcnow
 from ..settings import Settings
 from .query import pn_search_columns
 from .staging import StagedBlob
@@ -109,6 +110,23 @@ def _upsert(conn: Connection, table: Any, values: dict[str, Any], key: str, touc
     return conn.execute(_upsert_statement(conn.dialect.name, table, key, touch), values).one()
 
 
+def other_patient_ids(ds: Dataset) -> list[tuple[str, str]]:
+    """(value, issuer) of the Other Patient IDs Sequence items and the retired Other Patient IDs (0010,1000)."""
+    found: set[tuple[str, str]] = set()
+    try:
+        for item in ds.get("OtherPatientIDsSequence") or []:
+            value = _text(item, "PatientID", 64)
+            if value:
+                found.add((value, _text(item, "IssuerOfPatientID", 64)))
+        plain = ds.get(0x00101000)
+        if plain is not None and plain.value:
+            values = plain.value if isinstance(plain.value, MultiValue | list) else [plain.value]
+            found.update((str(v).strip()[:64], "") for v in values if str(v).strip())
+    except (ValueError, TypeError, AttributeError):
+        return sorted(found)
+    return sorted(found)
+
+
 class IngestService:
     def __init__(self, engine: Engine, tiers: TierSet, settings: Settings) -> None:
         self.engine = engine
@@ -116,10 +134,15 @@ class IngestService:
         self.settings = settings
 
     # -- the one entry point -------------------------------------------------------------------------
-    def store(self, blob: StagedBlob, expected_study: str | None = None) -> StoreResult:
-        """Store one instance. Blocking (parsing, hashing, file and database I/O): run it in a thread."""
+    def store(
+        self, blob: StagedBlob, expected_study: str | None = None, institutions: frozenset[str] | None = None
+    ) -> StoreResult:
+        """Store one instance. Blocking (parsing, hashing, file and database I/O): run it in a thread.
+
+        ``institutions``: the Institution Names the caller may store into (None: any), from the policy engine.
+        """
         try:
-            return self._store(blob, expected_study)
+            return self._store(blob, expected_study, institutions)
         except Exception as exc:  # one odd instance must fail alone, never the whole request
             log.exception("ingest failed unexpectedly")
             return StoreResult(
@@ -128,7 +151,9 @@ class IngestService:
         finally:
             blob.discard()
 
-    def _store(self, blob: StagedBlob, expected_study: str | None) -> StoreResult:
+    def _store(
+        self, blob: StagedBlob, expected_study: str | None, institutions: frozenset[str] | None = None
+    ) -> StoreResult:
         try:
             with blob.open() as fp:
                 parsed = parse_instance(fp, blob.size)
@@ -151,6 +176,12 @@ class IngestService:
                 f"the instance belongs to study {parsed.study_instance_uid}, not to {expected_study} named in the URL"
             )
             return base
+        if institutions is not None:
+            institution = _text(parsed.header, "InstitutionName", 64)
+            if institution not in institutions:
+                base.failure_reason = NOT_AUTHORIZED
+                base.message = f"this caller may not store instances of institution {institution!r}"
+                return base
 
         try:
             row = self._row(parsed, blob)
@@ -276,6 +307,19 @@ class IngestService:
                     raise
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _index_policy_facts(conn: Connection, ds: Dataset, patient_fk: int, series_fk: int) -> None:
+        """What authorization matches on beyond the main columns (only written when present: no cost otherwise)."""
+        others = other_patient_ids(ds)
+        if others:
+            table = PatientIdentifier.__table__  # type: ignore[attr-defined]
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(dialect.insert(table).on_conflict_do_nothing(),
+                         [{"patient_fk": patient_fk, "value": v, "issuer": i} for v, i in others])
+        if _text(ds, "BurnedInAnnotation", 16).upper() == "YES":
+            series_t = Series.__table__  # type: ignore[attr-defined]
+            conn.execute(update(series_t).where(series_t.c.id == series_fk).values(burned_in_annotation=True))
+
     def _index_in(
         self, conn: Connection, parsed: ParsedInstance, row: dict[str, Any], sha256: str
     ) -> tuple[Outcome, tuple[str, str] | None]:
@@ -345,6 +389,7 @@ class IngestService:
             touch=("updated_at",),
         )
         series_fk = series_row.id
+        self._index_policy_facts(conn, ds, patient_fk, series_fk)
         if series_row.study_fk != study_fk:
             raise _IndexConflict(
                 DATA_SET_DOES_NOT_MATCH_SOP_CLASS,

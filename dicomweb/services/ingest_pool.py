@@ -41,9 +41,11 @@ def _open_worker_archive(settings: Settings) -> None:
     _archive = Archive.open(settings, migrate=False, ingest_processes=0)
 
 
-def _store_in_worker(blob: StagedBlob, expected_study: str | None) -> StoreResult:
+def _store_in_worker(
+    blob: StagedBlob, expected_study: str | None, institutions: frozenset[str] | None
+) -> StoreResult:
     assert _archive is not None, "worker not initialised"
-    return _archive.ingest.store(blob, expected_study)
+    return _archive.ingest.store(blob, expected_study, institutions)
 
 
 def _ready() -> bool:
@@ -67,9 +69,11 @@ class ProcessIngest:
         for future in [self._pool.submit(_ready) for _ in range(self.processes)]:
             future.result()
 
-    def store(self, blob: StagedBlob, expected_study: str | None = None) -> StoreResult:
+    def store(
+        self, blob: StagedBlob, expected_study: str | None = None, institutions: frozenset[str] | None = None
+    ) -> StoreResult:
         try:
-            return self._pool.submit(_store_in_worker, blob, expected_study).result()
+            return self._pool.submit(_store_in_worker, blob, expected_study, institutions).result()
         finally:
             blob.discard()  # the worker consumed the spooled file; drop what is left here
 

@@ -123,6 +123,9 @@ class SearchResult:
     datasets: list[dict[str, Any]]
     more: bool  # more matches exist after ``limit``
     ignored: list[str]  # matching keys not supported at this level (answered with a Warning)
+    # With an ``anonymized`` predicate: per dataset, whether it is to be de-identified, and its patient key.
+    anonymized: list[bool] = field(default_factory=list)
+    patient_keys: list[str] = field(default_factory=list)
 
 
 # -- the index: which attribute lives in which column --------------------------------------------------------
@@ -530,18 +533,22 @@ def _aggregate(pg: bool, column: Any) -> Any:
     return func.string_agg(distinct, ",") if pg else func.group_concat(distinct)
 
 
-def _computed(tag: int, pg: bool) -> Any:
+def _computed(tag: int, pg: bool, anonymized: ColumnElement[bool] | None = None) -> Any:
     s2, i2 = T_SERIES.alias("c_s"), T_INSTANCE.alias("c_i")
+    in_study: list[ColumnElement[bool]] = [s2.c.study_fk == T_STUDY.c.id]
+    if anonymized is not None:
+        # Series an anonymized view withholds (burned-in annotation) are not counted either.
+        in_study.append(or_(s2.c.burned_in_annotation.is_(False), not_(anonymized)))
     if tag == MODALITIES_IN_STUDY:
-        return select(_aggregate(pg, s2.c.modality)).where(s2.c.study_fk == T_STUDY.c.id).scalar_subquery()
+        return select(_aggregate(pg, s2.c.modality)).where(*in_study).scalar_subquery()
     if tag == SOP_CLASSES_IN_STUDY:
         return (select(_aggregate(pg, i2.c.sop_class_uid)).select_from(i2.join(s2, i2.c.series_fk == s2.c.id))
-                .where(s2.c.study_fk == T_STUDY.c.id).scalar_subquery())
+                .where(*in_study).scalar_subquery())
     if tag == STUDY_SERIES:
-        return select(func.count()).select_from(s2).where(s2.c.study_fk == T_STUDY.c.id).scalar_subquery()
+        return select(func.count()).select_from(s2).where(*in_study).scalar_subquery()
     if tag == STUDY_INSTANCES:
         return (select(func.count()).select_from(i2.join(s2, i2.c.series_fk == s2.c.id))
-                .where(s2.c.study_fk == T_STUDY.c.id).scalar_subquery())
+                .where(*in_study).scalar_subquery())
     return select(func.count()).select_from(i2).where(i2.c.series_fk == T_SERIES.c.id).scalar_subquery()
 
 
@@ -585,7 +592,12 @@ def supported_at(level: Level, tag: int) -> bool:
     return owner is None or RANK[owner] <= RANK[level]
 
 
-def build_statement(query: Query, dialect: str, policy_filter: ColumnElement[bool] | None = None) -> Any:
+def build_statement(
+    query: Query, dialect: str, policy_filter: ColumnElement[bool] | None = None,
+    anonymized: ColumnElement[bool] | None = None,
+) -> Any:
+    """The one statement; ``policy_filter`` restricts it to what the caller may see (inside WHERE, so limit,
+    offset and counts stay true), ``anonymized`` marks the rows the caller sees de-identified only."""
     sql = _Sql(dialect, query)
     level = query.level
     rep = _representative(level)
@@ -608,7 +620,9 @@ def build_statement(query: Query, dialect: str, policy_filter: ColumnElement[boo
                 ["id", *sorted(col for table, col in wanted if TABLES[table] is t)]]
     for tag in (MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY, STUDY_SERIES, STUDY_INSTANCES, SERIES_INSTANCES):
         if tag in returned:
-            selected.append(_computed(tag, sql.pg).label(f"c_{tag:08X}"))
+            selected.append(_computed(tag, sql.pg, anonymized).label(f"c_{tag:08X}"))
+    if anonymized is not None:
+        selected += [anonymized.label("pol_anonymized"), T_PATIENT.c.patient_key.label("pol_patient_key")]
     if needs_metadata(query, returned):
         selected.append(rep.label("rep_metadata"))
     stmt = select(*selected).select_from(source)
@@ -617,6 +631,8 @@ def build_statement(query: Query, dialect: str, policy_filter: ColumnElement[boo
             stmt = stmt.where(_condition(sql, key, rep))
     if policy_filter is not None:
         stmt = stmt.where(policy_filter)
+    if anonymized is not None and RANK[level] >= 1:
+        stmt = stmt.where(or_(T_SERIES.c.burned_in_annotation.is_(False), not_(anonymized)))
     return stmt.order_by(*order).limit(query.limit + 1).offset(query.offset)
 
 
@@ -641,17 +657,22 @@ def needs_metadata(query: Query, returned: set[int]) -> bool:
 
 
 def search(
-    engine: Engine, query: Query, policy_filter: ColumnElement[bool] | None = None, base_url: str | None = None
+    engine: Engine, query: Query, policy_filter: ColumnElement[bool] | None = None, base_url: str | None = None,
+    anonymized: ColumnElement[bool] | None = None,
 ) -> SearchResult:
     """Run ``query`` as one SQL statement (blocking: call it from a worker thread)."""
-    stmt = build_statement(query, engine.dialect.name, policy_filter)
+    stmt = build_statement(query, engine.dialect.name, policy_filter, anonymized)
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     more = len(rows) > query.limit
     ignored = [k.name for k in query.keys if not supported_at(query.level, k.tag)]
     returned = returned_tags(query)
     datasets = [to_dataset(row, query, returned, base_url) for row in rows[: query.limit]]
-    return SearchResult(datasets, more, ignored)
+    if anonymized is None:
+        return SearchResult(datasets, more, ignored)
+    kept = rows[: query.limit]
+    return SearchResult(datasets, more, ignored, [bool(r["pol_anonymized"]) for r in kept],
+                        [str(r["pol_patient_key"]) for r in kept])
 
 
 # -- rows to DICOM JSON ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.engine import Engine
 
 from ..backends.tiers import StorageError, TierSet
-from ..index.models import Instance, Patient, Series, Study
+from ..index.models import Instance, Patient, PatientIdentifier, Series, Study
 from .packing import drop_unreferenced_containers
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,11 @@ class RemovalService:
                 series_t.c.id.in_(series_ids), ~exists().where(instances.c.series_fk == series_t.c.id)))
             conn.execute(delete(studies).where(
                 studies.c.id.in_(study_ids), ~exists().where(series_t.c.study_fk == studies.c.id)))
-            conn.execute(delete(patients).where(
-                patients.c.id.in_(patient_ids), ~exists().where(studies.c.patient_fk == patients.c.id)))
+            orphans = select(patients.c.id).where(
+                patients.c.id.in_(patient_ids), ~exists().where(studies.c.patient_fk == patients.c.id))
+            identifiers = PatientIdentifier.__table__  # type: ignore[attr-defined]
+            conn.execute(delete(identifiers).where(identifiers.c.patient_fk.in_(orphans)))
+            conn.execute(delete(patients).where(patients.c.id.in_(orphans)))
         for row in rows:
             try:
                 self.tiers[row.tier].delete(row.storage_key)

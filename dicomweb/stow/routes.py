@@ -22,6 +22,7 @@ from ..dicom.xml_model import json_to_xml
 from ..http.media import multipart_related, negotiate
 from ..http.multipart import MultipartError
 from ..http.problems import HTTPProblem
+from ..policies.http import audit_note, store_institutions
 from ..services.ingest import StoreResult
 from .json_parts import rebuild_instances
 from .reader import BodyReader, ReceivedPart
@@ -43,9 +44,12 @@ def base_url(request: Request) -> str:
 class _Pipeline:
     """Ingests parts concurrently, keeping results in the order the parts arrived."""
 
-    def __init__(self, archive: Archive, expected_study: str | None) -> None:
+    def __init__(
+        self, archive: Archive, expected_study: str | None, institutions: frozenset[str] | None = None
+    ) -> None:
         self.archive = archive
         self.expected_study = expected_study
+        self.institutions = institutions
         self.limiter = anyio.CapacityLimiter(archive.ingest_parallelism)
         self.tasks: deque[asyncio.Future[StoreResult]] = deque()
         self.results: list[StoreResult] = []
@@ -67,7 +71,8 @@ class _Pipeline:
         while len(self.tasks) >= 2 * self.limiter.total_tokens:
             self.results.append(await self.tasks.popleft())
         coro = anyio.to_thread.run_sync(
-            self.archive.ingest.store, blob, self.expected_study, limiter=self.limiter  # type: ignore[arg-type]
+            self.archive.ingest.store, blob, self.expected_study, self.institutions,  # type: ignore[arg-type]
+            limiter=self.limiter,
         )
         self.tasks.append(asyncio.ensure_future(coro))
 
@@ -111,7 +116,7 @@ async def store_instances(request: Request) -> Response:
     response_type = negotiate(request.headers.get("accept"), RESPONSE_TYPES)
 
     reader = BodyReader(boundary, archive.staging_dir, archive.settings.spool_memory_bytes)
-    pipeline = _Pipeline(archive, study)
+    pipeline = _Pipeline(archive, study, store_institutions(request))
     json_parts: list[ReceivedPart] = []
     batch: list[bytes] = []
     pending = 0
@@ -154,6 +159,10 @@ async def store_instances(request: Request) -> Response:
             part.blob.discard()
 
     results = await pipeline.drain()
+    studies = sorted({r.study_instance_uid for r in results if r.ok and r.study_instance_uid})
+    # The record names the study (one STOW request is almost always one study; others go in the detail).
+    audit_note(request, study=studies[0] if studies else study, count=sum(1 for r in results if r.ok),
+               detail=f"{len(results)} parts" + (f"; studies {' '.join(studies)}" if len(studies) > 1 else ""))
     if problem is not None:
         stored = [r.sop_instance_uid for r in results if r.ok]
         raise HTTPProblem(400, f"the multipart body is malformed: {problem}", storedInstances=stored)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 # Private: the answer depends on who asks once authorization comes; revalidate so deletions show at once.
 CACHE_CONTROL = "private, max-age=0, must-revalidate"
-VARY = "Accept, Accept-Encoding"
+VARY = "Accept, Accept-Encoding, Authorization"
 
 
 def entity_tag(*parts: str | Iterable[str]) -> str:

@@ -66,11 +66,12 @@ def batches(plan: list[tuple[dict[str, Any], int | None]], size: int = 25) -> li
     return out
 
 
-def store(server: LiveServer, parts: list[bytes | tuple[str, bytes]], study: str | None = None) -> httpx.Response:
+def store(server: LiveServer, parts: list[bytes | tuple[str, bytes]], study: str | None = None,
+          headers: dict[str, str] | None = None) -> httpx.Response:
     content_type, body = stow_body(parts)
     url = f"{server.url}/studies" + (f"/{study}" if study else "")
     return httpx.post(url, content=body, headers={"Content-Type": content_type,
-                                                   "Accept": "application/dicom+json"}, timeout=60)
+                                                   "Accept": "application/dicom+json", **(headers or {})}, timeout=60)
 
 
 def retrieve_raw(server: LiveServer, entry: dict[str, Any]) -> bytes:

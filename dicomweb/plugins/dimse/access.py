@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ...settings import DimsePeer, Settings
+from .policy import DimsePolicy
 
 Action = Literal["store", "query", "retrieve"]
 ANONYMOUS = "anonymous"
@@ -16,6 +17,8 @@ NOT_AUTHORIZED = 0x0124  # PS3.7 C.5: Refused: Not Authorized
 class AccessRules:
     peers: dict[str, DimsePeer]
     accept_unknown: bool
+    # The policy engine's view of each caller (authorization on); None: callers act as the system.
+    policy: DimsePolicy | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessRules:

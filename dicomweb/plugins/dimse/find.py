@@ -68,10 +68,10 @@ def _answer(found: dict[str, Any], identifier: Dataset, level: str, ae_title: st
     return answer
 
 
-def _matches(archive: Archive, query: Query) -> Iterator[dict[str, Any]]:
-    """Every match, a page (one SQL statement) at a time."""
+def _matches(archive: Archive, query: Query, visible: Any = None) -> Iterator[dict[str, Any]]:
+    """Every match the caller may see (``visible``: the policy's predicate), a page (one SQL statement) at a time."""
     while True:
-        result = search(archive.engine, query)
+        result = search(archive.engine, query, visible)
         yield from result.datasets
         if not result.more:
             return
@@ -96,11 +96,12 @@ def handle_find(event: Event, archive: Archive, rules: AccessRules, ae_title: st
     except QueryError as exc:
         yield status(IDENTIFIER_MISMATCH, str(exc)), None
         return
+    visible = rules.policy.visible(caller) if rules.policy is not None else None
     try:
         if level == "PATIENT":
-            yield from _patients(event, archive, query, identifier, ae_title)
+            yield from _patients(event, archive, query, identifier, ae_title, visible)
             return
-        for found in _matches(archive, query):
+        for found in _matches(archive, query, visible):
             if event.is_cancelled:
                 yield CANCEL, None
                 return
@@ -111,9 +112,9 @@ def handle_find(event: Event, archive: Archive, rules: AccessRules, ae_title: st
 
 
 def _patients(event: Event, archive: Archive, query: Query, identifier: Dataset,
-              ae_title: str) -> Iterator[FindAnswer]:
+              ae_title: str, visible: Any = None) -> Iterator[FindAnswer]:
     patients: dict[tuple[str, ...], tuple[dict[str, Any], int]] = {}
-    for found in _matches(archive, query):
+    for found in _matches(archive, query, visible):
         if event.is_cancelled:
             yield CANCEL, None
             return

@@ -86,7 +86,7 @@ def _file(archive: Archive, instance: StoredInstance) -> tuple[Path, bool]:
         return copy, True
 
 
-def _patient_studies(archive: Archive, identifier: Dataset) -> list[str]:
+def _patient_studies(archive: Archive, identifier: Dataset, visible: Any = None) -> list[str]:
     keys: list[MatchKey] = []
     for keyword, tag in (("PatientID", 0x00100020), ("IssuerOfPatientID", 0x00100021)):
         if keyword in identifier and raw_value(identifier[keyword]).strip():
@@ -94,17 +94,21 @@ def _patient_studies(archive: Archive, identifier: Dataset) -> list[str]:
     if not keys:
         raise RetrieveError("a PATIENT level retrieve needs a PatientID")
     query = Query(level="study", keys=keys, limit=10_000)
-    return [d["0020000D"]["Value"][0] for d in search(archive.engine, query).datasets]
+    return [d["0020000D"]["Value"][0] for d in search(archive.engine, query, visible).datasets]
 
 
-def resolve(archive: Archive, identifier: Dataset) -> list[StoredInstance]:
-    """The stored instances a retrieve identifier names (one index query per study)."""
+def resolve(archive: Archive, identifier: Dataset, caller: str = "", rules: AccessRules | None = None
+            ) -> list[StoredInstance]:
+    """The stored instances a retrieve identifier names that the caller may retrieve (one index query per
+    study); a study the policy hides is treated as one that is not there."""
+    policy = rules.policy if rules is not None else None
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
         raise RetrieveError("QueryRetrieveLevel must be PATIENT, STUDY, SERIES or IMAGE")
     studies = uid_list(identifier, "StudyInstanceUID")
     if level == "PATIENT" or (not studies and level == "STUDY"):
-        studies = studies or _patient_studies(archive, identifier)
+        studies = studies or _patient_studies(archive, identifier,
+                                              policy.visible(caller) if policy is not None else None)
     series = set(uid_list(identifier, "SeriesInstanceUID")) if level in ("SERIES", "IMAGE") else set()
     sops = set(uid_list(identifier, "SOPInstanceUID")) if level == "IMAGE" else set()
     if level == "SERIES" and not series:
@@ -115,6 +119,8 @@ def resolve(archive: Archive, identifier: Dataset) -> list[StoredInstance]:
         raise RetrieveError(f"a {level} level retrieve needs a StudyInstanceUID")
     found: list[StoredInstance] = []
     for study in studies:
+        if policy is not None and not policy.may_retrieve(caller, study):
+            continue
         one_series = next(iter(series)) if len(series) == 1 else None
         one_sop = next(iter(sops)) if len(sops) == 1 and one_series else None
         for instance in archive.retrieve.instances(study, one_series, one_sop):
@@ -133,9 +139,9 @@ def _suboperations(event: Event, archive: Archive, instances: list[StoredInstanc
         yield PENDING, StoredFile(instance, partial(_file, archive, instance))
 
 
-def _instances(event: Event, archive: Archive) -> list[StoredInstance] | Dataset:
+def _instances(event: Event, archive: Archive, rules: AccessRules) -> list[StoredInstance] | Dataset:
     try:
-        return resolve(archive, event.identifier)
+        return resolve(archive, event.identifier, event.assoc.requestor.ae_title, rules)
     except RetrieveError as exc:
         return status(IDENTIFIER_MISMATCH, str(exc))
     except Exception:
@@ -145,7 +151,7 @@ def _instances(event: Event, archive: Archive) -> list[StoredInstance] | Dataset
 
 def handle_get(event: Event, archive: Archive, rules: AccessRules) -> Iterator[Any]:
     caller = event.assoc.requestor.ae_title
-    found = (_instances(event, archive) if rules.allows(caller, "retrieve")
+    found = (_instances(event, archive, rules) if rules.allows(caller, "retrieve")
              else status(NOT_AUTHORIZED, f"{caller} may not retrieve here"))
     if isinstance(found, Dataset):
         yield 1
@@ -176,7 +182,7 @@ def handle_move(event: Event, archive: Archive, rules: AccessRules,
         log.info("C-MOVE from %s to unknown destination %r refused", caller, destination_ae)
         yield None, None  # 0xA801: move destination unknown
         return
-    found = _instances(event, archive)
+    found = _instances(event, archive, rules)
     if isinstance(found, Dataset) or not found:
         yield peer.host, peer.port
         yield 1 if isinstance(found, Dataset) else 0

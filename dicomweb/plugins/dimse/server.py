@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -13,10 +14,13 @@ from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ...archive import Archive
+from ...policies.engine import PolicyEngine
+from ...policies.identity.issuer import principal_for_user
 from .access import AccessRules
 from .commitment import Commitment
 from .find import handle_find
 from .mpps import PerformedSteps
+from .policy import DimsePolicy
 from .retrieve import handle_get, handle_move, install_sender
 from .sop import SERVICES, WORKLIST_FIND
 from .storage import handle_store
@@ -59,6 +63,12 @@ class DimseGateway:
         self.archive = archive
         self.settings = settings
         self.rules = AccessRules.from_settings(settings)
+        if settings.auth == "on":
+            self.rules = replace(self.rules, policy=DimsePolicy(
+                PolicyEngine.open(archive.engine, settings.policy_file),
+                {p.ae_title: p.principal for p in settings.dimse_peers if p.principal},
+                partial(principal_for_user, archive.engine, settings),
+            ))
         self.server: ThreadedAssociationServer | None = None
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # it logs every association at INFO

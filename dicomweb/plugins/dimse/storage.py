@@ -39,7 +39,8 @@ def handle_store(event: Event, archive: Archive, rules: AccessRules) -> int | Da
     except BaseException:
         spool.abort()
         raise
-    result = archive.ingest.store(spool.finish())
+    institutions = rules.policy.store_institutions(caller) if rules.policy is not None else None
+    result = archive.ingest.store(spool.finish(), None, institutions)
     if result.ok:
         log.debug("C-STORE %s from %s: %s", result.sop_instance_uid, caller, result.outcome)
         return SUCCESS

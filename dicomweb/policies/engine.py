@@ -1,0 +1,161 @@
+"""The policy engine: what a principal may see (a SQL predicate, a decision per study), store, delete, audit.
+
+One engine serves every transport. Searches put ``View.visible`` inside their single query's WHERE clause, so
+limit, offset and counts are computed over what the principal may see; retrievals ask ``decide`` once per
+request. A study the principal may not see is reported exactly as a study that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select
+from sqlalchemy.engine import Engine
+
+from ..index.models import utcnow
+from ..services.query import T_PATIENT, T_STUDY
+from .predicates import grant_condition, scope_condition
+from .principal import Principal
+from .rules import Rules, load_rules
+
+
+@dataclass(frozen=True)
+class View:
+    """The studies a principal sees: ``visible`` (None: every study) and, among them, those it sees
+    de-identified only: ``anonymized`` (None: none)."""
+
+    visible: ColumnElement[bool] | None
+    anonymized: ColumnElement[bool] | None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.visible is None and self.anonymized is None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one study: whether it exists for this principal, and whether only de-identified."""
+
+    allowed: bool
+    anonymized: bool = False
+    study_uid: str = ""
+    institution: str = ""
+    patient_id: str = ""
+    patient_key: str = ""
+
+
+DENIED = Decision(False)
+
+
+class PolicyEngine:
+    def __init__(self, engine: Engine, rules: Rules) -> None:
+        self.engine = engine
+        self.rules = rules
+
+    @classmethod
+    def open(cls, engine: Engine, policy_file: str = "") -> PolicyEngine:
+        return cls(engine, load_rules(policy_file))
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def view(self, principal: Principal, now: datetime | None = None) -> View:
+        if principal.is_system:
+            return View(None, None)
+        now = now or utcnow()
+        full: list[ColumnElement[bool]] = []
+        anonymized: list[ColumnElement[bool]] = []
+        for rule in self.rules.for_roles(principal.roles):
+            for read in rule.read:
+                if read.scope == "grant":
+                    full.append(grant_condition(principal, now, anonymized=False))
+                    anonymized.append(grant_condition(principal, now, anonymized=True))
+                elif read.anonymized:
+                    anonymized.append(scope_condition(read.scope, principal, now))
+                else:
+                    full.append(scope_condition(read.scope, principal, now))
+        if any(read.scope == "all" and not read.anonymized for rule in self.rules.for_roles(principal.roles)
+               for read in rule.read):
+            return View(None, None)  # every study in full: no predicate at all
+        full_any = or_(*full) if full else false()
+        if not anonymized:
+            return View(full_any, None)
+        # A study open in full through any scope is seen in full; de-identified only where nothing else opens it.
+        # The anonymized scopes come first: they are small sets, and where they do not match, the database
+        # never evaluates (nor builds) the full scopes a second time.
+        anonymized_any = or_(*anonymized)
+        return View(or_(full_any, anonymized_any), and_(anonymized_any, not_(full_any)))
+
+    def may_anonymize(self, principal: Principal) -> bool:
+        """Whether some answer for this principal can be de-identified (its UIDs are then pseudonyms)."""
+        return any(read.anonymized or read.scope == "grant" for rule in self.rules.for_roles(principal.roles)
+                   for read in rule.read) and not principal.is_system
+
+    def decide(self, principal: Principal, study_uid: str) -> Decision:
+        """One query: the study's facts and both predicates evaluated on its row."""
+        view = self.view(principal)
+        columns: list[Any] = [T_STUDY.c.institution_name, T_PATIENT.c.patient_id, T_PATIENT.c.patient_key]
+        columns.append((view.visible if view.visible is not None else _TRUE_LITERAL).label("visible"))
+        columns.append((view.anonymized if view.anonymized is not None else _FALSE_LITERAL).label("anonymized"))
+        stmt = select(*columns).select_from(T_STUDY.join(T_PATIENT, T_STUDY.c.patient_fk == T_PATIENT.c.id)).where(
+            T_STUDY.c.study_instance_uid == study_uid)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None or not row.visible:
+            return DENIED
+        return Decision(True, bool(row.anonymized), study_uid, row.institution_name, row.patient_id,
+                        row.patient_key)
+
+    def is_patient_of(self, principal: Principal, study_uid: str) -> bool:
+        if not principal.national_ids:
+            return False
+        condition = scope_condition("own_patient", principal, utcnow())
+        stmt = select(T_STUDY.c.id).where(T_STUDY.c.study_instance_uid == study_uid, condition)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def study_institution(self, study_uid: str) -> str | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(T_STUDY.c.institution_name).where(
+                T_STUDY.c.study_instance_uid == study_uid)).first()
+        return None if found is None else str(found.institution_name)
+
+    # -- writing and administering -----------------------------------------------------------------------------
+    def store_institutions(self, principal: Principal) -> frozenset[str] | None:
+        """The Institution Names the principal may store into; None: any; empty: none at all."""
+        if principal.is_system:
+            return None
+        rights = {rule.store for rule in self.rules.for_roles(principal.roles)}
+        if "any" in rights:
+            return None
+        if "own_institution" in rights and principal.institution:
+            return frozenset({principal.institution, ""})
+        return frozenset()
+
+    def may_delete(self, principal: Principal) -> bool:
+        return principal.is_system or any(rule.delete for rule in self.rules.for_roles(principal.roles))
+
+    def audit_scope(self, principal: Principal) -> str | None:
+        """"*": every audit record; an institution name: that institution's; None: none."""
+        if principal.is_system:
+            return "*"
+        rights = {rule.audit for rule in self.rules.for_roles(principal.roles)}
+        if "all" in rights:
+            return "*"
+        if "institution" in rights and principal.institution:
+            return principal.institution
+        return None
+
+    def may_manage(self, principal: Principal, capability: str, institution: str) -> bool:
+        if principal.is_system:
+            return True
+        for rule in self.rules.for_roles(principal.roles):
+            if capability in rule.manage and (
+                rule.reach == "all" or (institution and institution == principal.institution)
+            ):
+                return True
+        return False
+
+
+_TRUE_LITERAL = or_(T_STUDY.c.id.is_not(None))
+_FALSE_LITERAL = T_STUDY.c.id.is_(None)
