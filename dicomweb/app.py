@@ -32,7 +32,7 @@ from .policies.deid import Deidentifier
 from .policies.engine import PolicyEngine
 from .policies.guard import guarded
 from .policies.http import operators_only
-from .policies.identity import AuthMiddleware, auth_routes, build_authenticator
+from .policies.identity import AuthMiddleware, auth_routes, build_authenticator, list_users
 from .policies.records.routes import policy_routes
 from .qido.routes import (
     search_instances,
@@ -155,6 +155,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         await anyio.to_thread.run_sync(opened.warm_up)
         if archive is None:  # an archive given to create_app has its parts attached there already
             await anyio.to_thread.run_sync(_attach_policy, app, opened, settings)
+            await anyio.to_thread.run_sync(_hint_first_user, opened, settings)
         app.state.archive = opened
         background = Background(opened)
         await anyio.to_thread.run_sync(background.start)
@@ -205,6 +206,14 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         _attach_policy(app, archive, settings)
         app.state.archive = archive
     return app
+
+
+def _hint_first_user(archive: Archive, settings: Settings) -> None:
+    """A new install answers 401 to everything until someone has a token: say how to get one."""
+    if settings.auth == "on" and not settings.auth_issuer and not list_users(archive.engine):
+        log.warning("authorization is on and there are no users yet: `dicomweb users add NAME --role admin "
+                    "--data %s`, then `dicomweb token NAME --data %s` for a bearer token", settings.data_dir,
+                    settings.data_dir)
 
 
 def _attach_policy(app: Starlette, archive: Archive, settings: Settings) -> None:

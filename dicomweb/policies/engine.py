@@ -7,8 +7,13 @@ request. A study the principal may not see is reported exactly as a study that d
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_, select
@@ -16,9 +21,10 @@ from sqlalchemy.engine import Engine
 
 from ..index.models import utcnow
 from ..services.query import T_PATIENT, T_STUDY
-from .predicates import grant_condition, scope_condition
+from .predicates import among, grant_condition, scope_condition
 from .principal import Principal
 from .rules import Rules, load_rules
+from .tables import GRANT
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,33 @@ class Decision:
 
 
 DENIED = Decision(False)
+Condition = Callable[..., ColumnElement[bool]]  # a scope as a condition on a study table (or alias)
+NARROW_SCOPES = frozenset({"own_patient", "care_relationship", "grant"})
+ANONYMIZED_GRANTS_TTL = 5.0  # seconds between reads of who holds anonymized grants
 
 
 class PolicyEngine:
-    def __init__(self, engine: Engine, rules: Rules) -> None:
+    def __init__(self, engine: Engine, rules: Rules, anonymized_grants_ttl: float = ANONYMIZED_GRANTS_TTL) -> None:
         self.engine = engine
         self.rules = rules
+        self._ttl = anonymized_grants_ttl
+        self._lock = threading.Lock()
+        self._anonymized_grantees: frozenset[str] = frozenset()
+        self._grantees_read_at = -math.inf
+
+    def _has_anonymized_grants(self, subject: str) -> bool:
+        """Whether some grant to ``subject`` is to be seen de-identified. Such grants are rare; knowing who has
+        none keeps the per-row anonymized test (and its second copy of every scope) out of their queries. The
+        list is read at most every few seconds: a new anonymized grant opens within that time, and until then
+        its study stays hidden, never shown in full."""
+        with self._lock:
+            if time.monotonic() - self._grantees_read_at > self._ttl:
+                stmt = select(GRANT.c.grantee).where(GRANT.c.anonymized.is_(True), GRANT.c.revoked_at.is_(None)
+                                                     ).distinct()
+                with self.engine.connect() as conn:
+                    self._anonymized_grantees = frozenset(conn.execute(stmt).scalars())
+                self._grantees_read_at = time.monotonic()
+            return subject in self._anonymized_grantees
 
     @classmethod
     def open(cls, engine: Engine, policy_file: str = "") -> PolicyEngine:
@@ -63,28 +90,34 @@ class PolicyEngine:
         if principal.is_system:
             return View(None, None)
         now = now or utcnow()
-        full: list[ColumnElement[bool]] = []
-        anonymized: list[ColumnElement[bool]] = []
-        for rule in self.rules.for_roles(principal.roles):
+        rules = self.rules.for_roles(principal.roles)
+        if any(read.scope == "all" and not read.anonymized for rule in rules for read in rule.read):
+            return View(None, None)  # every study in full: no predicate at all
+        full: list[Condition] = []
+        anonymized: list[Condition] = []
+        scopes = {read.scope for rule in rules for read in rule.read}
+        for rule in rules:
             for read in rule.read:
                 if read.scope == "grant":
-                    full.append(grant_condition(principal, now, anonymized=False))
-                    anonymized.append(grant_condition(principal, now, anonymized=True))
-                elif read.anonymized:
-                    anonymized.append(scope_condition(read.scope, principal, now))
+                    full.append(partial(grant_condition, principal, now, False))
+                    if self._has_anonymized_grants(principal.subject):
+                        anonymized.append(partial(grant_condition, principal, now, True))
                 else:
-                    full.append(scope_condition(read.scope, principal, now))
-        if any(read.scope == "all" and not read.anonymized for rule in self.rules.for_roles(principal.roles)
-               for read in rule.read):
-            return View(None, None)  # every study in full: no predicate at all
-        full_any = or_(*full) if full else false()
+                    (anonymized if read.anonymized else full).append(partial(scope_condition, read.scope, principal,
+                                                                               now))
+        # A principal who sees a handful of studies (a patient, a doctor's patients, granted studies) is best
+        # served by a semi-join that starts from them; one who sees a share of the archive (an institution, a
+        # department, research shares) by a filter on the rows the date index yields, stopping at the limit.
+        if scopes <= NARROW_SCOPES:
+            visible = among(full + anonymized)
+        else:
+            visible = or_(*(c(T_STUDY) for c in full + anonymized))
         if not anonymized:
-            return View(full_any, None)
-        # A study open in full through any scope is seen in full; de-identified only where nothing else opens it.
-        # The anonymized scopes come first: they are small sets, and where they do not match, the database
-        # never evaluates (nor builds) the full scopes a second time.
-        anonymized_any = or_(*anonymized)
-        return View(or_(full_any, anonymized_any), and_(anonymized_any, not_(full_any)))
+            return View(visible, None)
+        # Per row: de-identified where an anonymized scope opens the study and no full scope does. The anonymized
+        # scopes come first: they are small sets, and where they do not match the rest is never evaluated.
+        full_here = or_(*(c(T_STUDY) for c in full)) if full else false()
+        return View(visible, and_(or_(*(c(T_STUDY) for c in anonymized)), not_(full_here)))
 
     def may_anonymize(self, principal: Principal) -> bool:
         """Whether some answer for this principal can be de-identified (its UIDs are then pseudonyms)."""

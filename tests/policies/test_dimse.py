@@ -13,6 +13,8 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind
 
 from dicomweb.archive import Archive
+from dicomweb.audit import verify
+from dicomweb.audit.query import AuditFilter, search
 from dicomweb.plugins.dimse import DimseGateway
 from dicomweb.policies.identity.users import add_user
 from dicomweb.settings import load_settings
@@ -22,7 +24,7 @@ SCP = "DICOMWEB"
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Archive, int]]:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Archive, int, DimseGateway]]:
     root = tmp_path_factory.mktemp("dimse-policy")
     peers = [{"ae_title": "RADWS", "principal": "radiologist"}, {"ae_title": "CT_SCANNER"}]
     settings = load_settings(data_dir=root / "data", auth="on", dimse_port=0, dimse_peers=peers,
@@ -35,7 +37,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Archive,
         assert archive.ingest.store(archive.stage_file(path)).ok
     gateway = DimseGateway(archive)
     port = gateway.start()
-    yield archive, port
+    yield archive, port, gateway
     gateway.stop()
     archive.close()
 
@@ -56,8 +58,8 @@ def _studies(port: int, caller: str) -> set[str]:
     return {str(a.StudyInstanceUID) for a in answers}
 
 
-def test_find_sees_what_the_mapped_user_may_see(gateway: tuple[Archive, int]) -> None:
-    _, port = gateway
+def test_find_sees_what_the_mapped_user_may_see(gateway: tuple[Archive, int, DimseGateway]) -> None:
+    _, port, _ = gateway
     assert _studies(port, "RADWS") == {BY_KEY[k].uid for k in ("S1", "S3", "S4")}  # the institution's
     assert _studies(port, "CT_SCANNER") == set()
 
@@ -78,18 +80,30 @@ def _store(port: int, caller: str, institution: str, number: int) -> int:
         assoc.release()
 
 
-def test_store_is_limited_to_the_mapped_users_institutions(gateway: tuple[Archive, int]) -> None:
-    _, port = gateway
+def test_store_is_limited_to_the_mapped_users_institutions(gateway: tuple[Archive, int, DimseGateway]) -> None:
+    _, port, _ = gateway
     assert _store(port, "RADWS", GH, 1) == 0x0000
     assert _store(port, "RADWS", CC, 2) == 0x0124
     assert _store(port, "CT_SCANNER", CC, 3) == 0x0000  # a modality: the peer table decides
 
 
-def test_unknown_callers_are_refused(gateway: tuple[Archive, int]) -> None:
-    _, port = gateway
+def test_unknown_callers_are_refused(gateway: tuple[Archive, int, DimseGateway]) -> None:
+    _, port, _ = gateway
     ae = AE(ae_title="STRANGER")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     assoc = ae.associate("127.0.0.1", port, ae_title=SCP)
     assert not assoc.is_established
 
 
+
+
+def test_dimse_requests_are_audited(gateway: tuple[Archive, int, DimseGateway]) -> None:
+    archive, port, server = gateway
+    _studies(port, "RADWS")
+    _store(port, "RADWS", CC, 9)
+    assert server.audit_log is not None and server.audit_log.flush()
+    records = search(archive.engine, AuditFilter(user="radiologist"), 100, 0)
+    kinds = {(r["action"], r["method"], r["outcome"], r["client_ip"]) for r in records}
+    assert ("query", "C-FIND", "success", "127.0.0.1") in kinds
+    assert ("store", "C-STORE", "denied", "127.0.0.1") in kinds
+    assert verify(archive.engine).ok

@@ -115,6 +115,13 @@ def test_every_retrieval_of_a_hidden_study_answers_as_if_absent(world: World, us
             assert (answer.status_code, answer.headers["content-type"], answer.content) == (
                 absent.status_code, absent.headers["content-type"], absent.content), (user, url)
             assert answer.status_code == 404
+        zipped = {"Accept": "application/zip"}
+        study_url = f"/dicom-web/studies/{_name(world, user, study.uid)}"
+        answer = world.call(user, "GET", study_url, headers=zipped)
+        if study.key in VISIBLE[user]:
+            assert (answer.status_code, answer.headers["content-type"]) == (200, "application/zip"), (user, study_url)
+        else:
+            assert answer.content == world.absent("GET", study_url, headers=zipped).content
 
 
 def test_an_anonymized_study_is_reachable_only_by_its_pseudonyms(world: World) -> None:

@@ -14,9 +14,11 @@ from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ...archive import Archive
+from ...audit import AuditLog
 from ...policies.engine import PolicyEngine
 from ...policies.identity.issuer import principal_for_user
 from .access import AccessRules
+from .audit import DimseAudit
 from .commitment import Commitment
 from .find import handle_find
 from .mpps import PerformedSteps
@@ -85,6 +87,8 @@ class DimseGateway:
         for uid in SERVICES:
             ae.add_supported_context(uid, [*NATIVE, "1.2.840.10008.1.2.1.99"])
         self.ae = ae
+        self.audit_log = AuditLog.open(archive.engine, settings) if settings.audit_enabled else None
+        self.audit = DimseAudit(self.audit_log, self.rules)
         self.commitment = Commitment(archive, self.rules, settings.dimse_ae_title, self._associate)
         self.performed = PerformedSteps(archive.engine, self.rules)
 
@@ -103,11 +107,12 @@ class DimseGateway:
     def handlers(self) -> list[Any]:
         return [
             (evt.EVT_CONN_OPEN, _on_open),
-            (evt.EVT_C_STORE, partial(handle_store, archive=self.archive, rules=self.rules)),
-            (evt.EVT_C_FIND, self._find),
-            (evt.EVT_C_GET, partial(handle_get, archive=self.archive, rules=self.rules)),
-            (evt.EVT_C_MOVE, partial(handle_move, archive=self.archive, rules=self.rules,
-                                     handlers=self.outgoing_handlers)),
+            (evt.EVT_C_STORE, partial(handle_store, archive=self.archive, rules=self.rules, audit=self.audit)),
+            (evt.EVT_C_FIND, self.audit.wrap(self._find, "query", "C-FIND")),
+            (evt.EVT_C_GET, self.audit.wrap(partial(handle_get, archive=self.archive, rules=self.rules),
+                                            "retrieve", "C-GET")),
+            (evt.EVT_C_MOVE, self.audit.wrap(partial(handle_move, archive=self.archive, rules=self.rules,
+                                                     handlers=self.outgoing_handlers), "retrieve", "C-MOVE")),
             (evt.EVT_N_ACTION, self.commitment.handle_action),
             (evt.EVT_N_CREATE, self.performed.handle_create),
             (evt.EVT_N_SET, self.performed.handle_set),
@@ -128,3 +133,5 @@ class DimseGateway:
             self.server.shutdown()
             self.server = None
         self.ae.shutdown()
+        if self.audit_log is not None:
+            self.audit_log.close()

@@ -16,6 +16,7 @@ from pynetdicom.events import Event
 from ...archive import Archive
 from ...services.staging import BlobSpooler
 from .access import NOT_AUTHORIZED, AccessRules
+from .audit import DimseAudit
 from .status import PROCESSING_FAILURE, SUCCESS, status
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,12 @@ def file_meta_bytes(meta: FileMetaDataset) -> bytes:
     return buffer.getvalue()
 
 
-def handle_store(event: Event, archive: Archive, rules: AccessRules) -> int | Dataset:
+def handle_store(event: Event, archive: Archive, rules: AccessRules,
+                 audit: DimseAudit | None = None) -> int | Dataset:
     caller = event.assoc.requestor.ae_title
     if not rules.allows(caller, "store"):
+        if audit is not None:
+            audit.record(event, "store", "C-STORE", NOT_AUTHORIZED)
         return status(NOT_AUTHORIZED, f"{caller} may not store here")
     spool = BlobSpooler(archive.staging_dir, archive.settings.spool_memory_bytes)
     try:
@@ -41,6 +45,9 @@ def handle_store(event: Event, archive: Archive, rules: AccessRules) -> int | Da
         raise
     institutions = rules.policy.store_institutions(caller) if rules.policy is not None else None
     result = archive.ingest.store(spool.finish(), None, institutions)
+    if audit is not None:
+        audit.record(event, "store", "C-STORE", SUCCESS if result.ok else (result.failure_reason or PROCESSING_FAILURE),
+                     study=result.study_instance_uid or "", detail=result.message or "", count=int(result.ok))
     if result.ok:
         log.debug("C-STORE %s from %s: %s", result.sop_instance_uid, caller, result.outcome)
         return SUCCESS
