@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .audit.cli import audit_app
+from .cli_support import ConfigOption, DataOption, settings_or_exit
 from .packing_cli import archive_app
 from .policies.identity.cli import token_command, users_app
 from .policies.records.cli import care_app, grants_app, research_app
@@ -25,18 +26,10 @@ app.add_typer(research_app, name="research")  # research shares (issue 6)
 app.add_typer(audit_app, name="audit")  # verify, list, export the audit log (issue 6)
 console = Console(stderr=True)
 
-DataOption = Annotated[
-    Path | None, typer.Option("--data", help="Folder for the SQLite index and the local tier (default ./dicomweb-data)")
-]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML settings file")]
 
 
 def _settings(config: Path | None, data: Path | None) -> Settings:
-    try:
-        return load_settings(config, data_dir=data)
-    except SettingsError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    return settings_or_exit(config, data)
 
 
 @app.command()

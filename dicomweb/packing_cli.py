@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .settings import SettingsError, load_settings
+from .cli_support import ConfigOption, DataOption, settings_or_exit
 
 if TYPE_CHECKING:
     from .services.packing import PackingService
@@ -21,10 +21,6 @@ archive_app = typer.Typer(help="Pack series into lossless containers, unpack the
                           no_args_is_help=True)
 console = Console(stderr=True)
 
-DataOption = Annotated[
-    Path | None, typer.Option("--data", help="Folder for the SQLite index and the local tier (default ./dicomweb-data)")
-]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML settings file")]
 
 
 @contextmanager
@@ -32,12 +28,7 @@ def _service(config: Path | None, data: Path | None) -> Iterator[PackingService]
     from .archive import Archive
     from .services.packing import PackingService
 
-    try:
-        settings = load_settings(config, data_dir=data)
-    except SettingsError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    archive = Archive.open(settings, ingest_processes=0)
+    archive = Archive.open(settings_or_exit(config, data), ingest_processes=0)
     try:
         yield PackingService(archive.engine, archive.tiers, archive.staging_dir)
     finally:

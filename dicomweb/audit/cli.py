@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
+from ..cli_support import ConfigOption, DataOption, settings_or_exit
 from ..index import db
 from ..policies.principal import SYSTEM
-from ..settings import SettingsError, load_settings
 from .chain import verify
 from .dicom_xml import write_audit_messages
 from .event import AuditEvent, format_time
@@ -25,8 +25,6 @@ from .query import AuditFilter, as_json, iterate, parse_time, search
 audit_app = typer.Typer(help="The audit log: verify its hash chain, list and export records.", no_args_is_help=True)
 console = Console(stderr=True)
 
-DataOption = Annotated[Path | None, typer.Option("--data", help="The archive's data folder (default ./dicomweb-data)")]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML settings file")]
 StudyOption = Annotated[str, typer.Option("--study", help="Study Instance UID")]
 PatientOption = Annotated[str, typer.Option("--patient", help="Patient ID")]
 UserOption = Annotated[str, typer.Option("--user", help="The principal's subject")]
@@ -36,11 +34,7 @@ UntilOption = Annotated[str, typer.Option("--until", help="ISO 8601 date or date
 
 
 def _engine(config: Path | None, data: Path | None) -> tuple[Engine, str]:
-    try:
-        settings = load_settings(config, data_dir=data)
-    except SettingsError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    settings = settings_or_exit(config, data)
     engine = db.make_engine(settings.resolved_database_url)
     db.upgrade(engine)
     return engine, settings.dimse_ae_title or "dicomweb"

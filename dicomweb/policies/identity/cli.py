@@ -5,8 +5,6 @@ Heavy imports (SQL, crypto) wait inside the commands, so other commands start as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,35 +12,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ...settings import Settings, SettingsError, load_settings
+from ...cli_support import ConfigOption, DataOption, opened_index
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    pass
 
 users_app = typer.Typer(help="Local users of the embedded token issuer.", no_args_is_help=True)
 console = Console(stderr=True)
 
-DataOption = Annotated[
-    Path | None, typer.Option("--data", help="Folder for the SQLite index and the local tier (default ./dicomweb-data)")
-]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML settings file")]
-
-
-@contextmanager
-def _index(config: Path | None, data: Path | None) -> Iterator[tuple[Settings, Engine]]:
-    from ...index import db
-
-    try:
-        settings = load_settings(config, data_dir=data)
-    except SettingsError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    engine = db.make_engine(settings.resolved_database_url)
-    try:
-        db.upgrade(engine)
-        yield settings, engine
-    finally:
-        engine.dispose()
+_index = opened_index
 
 
 def _fail(message: str) -> typer.Exit:

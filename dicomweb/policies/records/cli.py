@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from ...cli_support import ConfigOption, DataOption, opened_index
+
 if TYPE_CHECKING:
     from . import PolicyRecords
 
@@ -23,8 +25,6 @@ console = Console(stderr=True, soft_wrap=True)  # messages stay on one line
 out = Console(width=200)  # never cut UIDs or names
 R = TypeVar("R")
 
-DataOption = Annotated[Path | None, typer.Option("--data", help="Folder of the SQLite index (default ./dicomweb-data)")]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML settings file")]
 LimitOption = Annotated[int, typer.Option(help="How many, newest first")]
 
 
@@ -54,22 +54,11 @@ class _Studies:
 
 @contextmanager
 def _records(config: Path | None, data: Path | None) -> Iterator[PolicyRecords]:
-    from ...index import db
-    from ...settings import SettingsError, load_settings
     from . import PolicyRecords
 
-    try:
-        settings = load_settings(config, data_dir=data)
-    except SettingsError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    engine = db.make_engine(settings.resolved_database_url)
-    try:
-        db.upgrade(engine)
+    with opened_index(config, data) as (settings, engine):
         yield PolicyRecords(engine, _Studies(engine),
                             legal_max_days=int(getattr(settings, "legal_grant_max_days", 365)))
-    finally:
-        engine.dispose()
 
 
 def _run(config: Path | None, data: Path | None, action: Callable[[PolicyRecords], R]) -> R:
