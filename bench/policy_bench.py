@@ -106,8 +106,9 @@ def main() -> None:
             off50, _, _ = _timed(lambda make=make: search(engine, make(), base_url="http://b"), args.runs)
             for who, principal in principals().items():
                 def run(make: Callable[[], Query] = make, principal: Principal = principal) -> object:
-                    view = policy.view(principal)
-                    return search(engine, make(), view.visible, "http://b", view.anonymized)
+                    query = make()
+                    view = policy.search_view(principal, query.keys)
+                    return search(engine, query, view.visible, "http://b", view.anonymized)
 
                 on50, on95, hits = _timed(run, args.runs)
                 ratios.append(on50 / off50)

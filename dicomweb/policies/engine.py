@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, false, not_, or_, select
 from sqlalchemy.engine import Engine
 
 from ..index.models import utcnow
-from ..services.query import T_PATIENT, T_STUDY
+from ..services.query import T_PATIENT, T_STUDY, Kind, MatchKey
 from .predicates import among, grant_condition, scope_condition
 from .principal import Principal
 from .rules import Rules, load_rules
@@ -54,6 +54,7 @@ class Decision:
 
 DENIED = Decision(False)
 Condition = Callable[..., ColumnElement[bool]]  # a scope as a condition on a study table (or alias)
+STUDY_UID = 0x0020000D
 NARROW_SCOPES = frozenset({"own_patient", "care_relationship", "grant"})
 ANONYMIZED_GRANTS_TTL = 5.0  # seconds between reads of who holds anonymized grants
 
@@ -86,7 +87,9 @@ class PolicyEngine:
         return cls(engine, load_rules(policy_file))
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def view(self, principal: Principal, now: datetime | None = None) -> View:
+    def view(self, principal: Principal, now: datetime | None = None, per_row: bool = False) -> View:
+        """``per_row``: for a statement that tests few studies (one study's decision, a search inside one
+        study): every scope as index probes on the row, where building a scope's set would cost more."""
         if principal.is_system:
             return View(None, None)
         now = now or utcnow()
@@ -108,16 +111,26 @@ class PolicyEngine:
         # A principal who sees a handful of studies (a patient, a doctor's patients, granted studies) is best
         # served by a semi-join that starts from them; one who sees a share of the archive (an institution, a
         # department, research shares) by a filter on the rows the date index yields, stopping at the limit.
-        if scopes <= NARROW_SCOPES:
+        if not full + anonymized:
+            return View(false(), None)  # a role that reads nothing (an auditor)
+        if per_row:
+            visible = or_(*(c(T_STUDY, per_row=True) for c in full + anonymized))
+        elif scopes <= NARROW_SCOPES:
             visible = among(full + anonymized)
         else:
             visible = or_(*(c(T_STUDY) for c in full + anonymized))
         if not anonymized:
             return View(visible, None)
-        # Per row: de-identified where an anonymized scope opens the study and no full scope does. The anonymized
-        # scopes come first: they are small sets, and where they do not match the rest is never evaluated.
-        full_here = or_(*(c(T_STUDY) for c in full)) if full else false()
-        return View(visible, and_(or_(*(c(T_STUDY) for c in anonymized)), not_(full_here)))
+        # Per answered row (so as probes): de-identified where an anonymized scope opens the study and no full
+        # scope does. The anonymized scopes come first: where they do not match the rest is never evaluated.
+        full_here = or_(*(c(T_STUDY, per_row=True) for c in full)) if full else false()
+        return View(visible, and_(or_(*(c(T_STUDY, per_row=True) for c in anonymized)), not_(full_here)))
+
+    def search_view(self, principal: Principal, keys: list[MatchKey]) -> View:
+        """The view for a search: a search inside one study (its series, its instances) tests that study only,
+        where probes beat sets."""
+        one_study = any(k.tag == STUDY_UID and k.kind == Kind.SINGLE for k in keys)
+        return self.view(principal, per_row=one_study)
 
     def may_anonymize(self, principal: Principal) -> bool:
         """Whether some answer for this principal can be de-identified (its UIDs are then pseudonyms)."""
@@ -126,7 +139,7 @@ class PolicyEngine:
 
     def decide(self, principal: Principal, study_uid: str) -> Decision:
         """One query: the study's facts and both predicates evaluated on its row."""
-        view = self.view(principal)
+        view = self.view(principal, per_row=True)
         columns: list[Any] = [T_STUDY.c.institution_name, T_PATIENT.c.patient_id, T_PATIENT.c.patient_key]
         columns.append((view.visible if view.visible is not None else _TRUE_LITERAL).label("visible"))
         columns.append((view.anonymized if view.anonymized is not None else _FALSE_LITERAL).label("anonymized"))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true, union
+from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select, true, union
 
 from ..services.query import T_PATIENT, T_STUDY
 from .principal import NationalId, Principal
@@ -65,23 +65,44 @@ def _granted(principal: Principal, now: datetime, anonymized: bool) -> Any:
     )
 
 
-def scope_condition(scope: str, principal: Principal, now: datetime, study: Any = T_STUDY) -> ColumnElement[bool]:
+def _cared_for(study: Any, *records: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Per row: a matching care relationship names this study's patient (index probes; no set is built)."""
+    patient = T_PATIENT.alias("pol_row_patient")
+    issuer_ok = or_(CARE.c.issuer_of_patient_id == "", CARE.c.issuer_of_patient_id == patient.c.issuer_of_patient_id)
+    by_main = select(literal(1)).select_from(
+        CARE.join(patient, and_(patient.c.patient_id == CARE.c.patient_id, issuer_ok))
+    ).where(patient.c.id == study.c.patient_fk, *records)
+    issuer_ok_other = or_(CARE.c.issuer_of_patient_id == "", CARE.c.issuer_of_patient_id == IDENTIFIER.c.issuer)
+    by_other = select(literal(1)).select_from(
+        CARE.join(IDENTIFIER, and_(IDENTIFIER.c.value == CARE.c.patient_id, issuer_ok_other))
+    ).where(IDENTIFIER.c.patient_fk == study.c.patient_fk, *records)
+    return or_(exists(by_main), exists(by_other))
+
+
+def scope_condition(
+    scope: str, principal: Principal, now: datetime, study: Any = T_STUDY, per_row: bool = False
+) -> ColumnElement[bool]:
     """The studies ``scope`` opens to ``principal`` (a scope whose attribute the principal lacks opens none),
-    as a condition on ``study`` (the study table or an alias of it)."""
+    as a condition on ``study`` (the study table or an alias of it). ``per_row``: as probes for each row
+    tested (one study's decision, a search inside one study) rather than as sets built once (a search
+    walking many studies)."""
     if scope == "all":
         return true()
     if scope == "own_patient":
         ids = tuple(n for n in principal.national_ids if n.value)
         return study.c.patient_fk.in_(_patients_with_ids(ids)) if ids else false()
-    if scope == "care_relationship":
-        return study.c.patient_fk.in_(_patients_in_care(CARE.c.doctor == principal.subject, _care_active(now)))
-    if scope == "department":
-        if not (principal.institution and principal.department):
+    if scope in ("care_relationship", "department"):
+        records: tuple[ColumnElement[bool], ...]
+        if scope == "care_relationship":
+            records = (CARE.c.doctor == principal.subject, _care_active(now))
+        elif principal.institution and principal.department:
+            records = (CARE.c.institution == principal.institution, CARE.c.department == principal.department,
+                       _care_active(now))
+        else:
             return false()
-        # A test on the study row itself (not on its joined patient), so the date index's walk filters early.
-        return study.c.patient_fk.in_(_patients_in_care(
-            CARE.c.institution == principal.institution, CARE.c.department == principal.department, _care_active(now)
-        ))
+        # As sets: a test on the study row itself (not on its joined patient), so the date index's walk
+        # filters early.
+        return _cared_for(study, *records) if per_row else study.c.patient_fk.in_(_patients_in_care(*records))
     if scope == "referring_physician":
         return study.c.referring_physician_name == principal.name if principal.name else false()
     if scope == "institution":
@@ -91,13 +112,18 @@ def scope_condition(scope: str, principal: Principal, now: datetime, study: Any 
             return false()
         shared = select(SHARE.c.study_instance_uid).where(
             SHARE.c.institution == principal.institution, SHARE.c.revoked_at.is_(None))
+        if per_row:
+            return exists(shared.where(SHARE.c.study_instance_uid == study.c.study_instance_uid))
         return study.c.study_instance_uid.in_(shared)
     raise ValueError(f"no SQL for scope {scope!r}")
 
 
-def grant_condition(principal: Principal, now: datetime, anonymized: bool, study: Any = T_STUDY
-                    ) -> ColumnElement[bool]:
-    return study.c.study_instance_uid.in_(_granted(principal, now, anonymized))
+def grant_condition(principal: Principal, now: datetime, anonymized: bool, study: Any = T_STUDY,
+                    per_row: bool = False) -> ColumnElement[bool]:
+    granted = _granted(principal, now, anonymized)
+    if per_row:
+        return exists(granted.where(GRANT.c.study_instance_uid == study.c.study_instance_uid))
+    return study.c.study_instance_uid.in_(granted)
 
 
 def among(conditions: list[Callable[[Any], ColumnElement[bool]]]) -> ColumnElement[bool]:

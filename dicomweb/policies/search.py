@@ -26,7 +26,7 @@ def _resolved_key(key: MatchKey, originals: dict[str, str]) -> tuple[MatchKey, b
 def policy_view(request: Request, query: Query) -> tuple[Query, View]:
     """The query with pseudonyms resolved, and the view of the caller (blocking: run in a thread)."""
     principal = principal_of(request)
-    view = policy_of(request).view(principal)
+    view = policy_of(request).search_view(principal, query.keys)
     if view.anonymized is None:
         return query, view
     deid = request.app.state.deid
