@@ -16,14 +16,13 @@ import argparse
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qido_bench import NOW, _copy, _timed, seed
+from qido_bench import NOW, _copy, _timed, fresh_database, seed
 
 from dicomweb.index import db
 from dicomweb.policies.engine import PolicyEngine
@@ -71,55 +70,48 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
     rng = random.Random(11)
-    name = f"policy_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(args.postgres.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(f"{args.postgres.rsplit('/', 1)[0]}/{name}")
-    try:
-        db.upgrade(engine)
-        start = time.perf_counter()
-        sample = seed(engine, args.studies, 2, 5, rng)
-        seed_policy(engine, args.studies, rng)
-        print(f"seeded {args.studies} studies / {args.studies * 10} instances, 50,000 care relationships, "
-              f"10,000 grants, {min(args.studies, 40_000)} research shares (synthetic) in "
-              f"{time.perf_counter() - start:.1f} s")
-        policy = PolicyEngine(engine, load_rules())
+    with fresh_database(args.postgres, "policy_bench") as url:
+        engine = db.make_engine(url)
+        try:
+            db.upgrade(engine)
+            start = time.perf_counter()
+            sample = seed(engine, args.studies, 2, 5, rng)
+            seed_policy(engine, args.studies, rng)
+            print(f"seeded {args.studies} studies / {args.studies * 10} instances, 50,000 care relationships, "
+                  f"10,000 grants, {min(args.studies, 40_000)} research shares (synthetic) in "
+                  f"{time.perf_counter() - start:.1f} s")
+            policy = PolicyEngine(engine, load_rules())
 
-        def pick(kind: str) -> str:
-            return rng.choice(sample[kind])
+            def pick(kind: str) -> str:
+                return rng.choice(sample[kind])
 
-        def date_range() -> str:
-            year, month = rng.randrange(2010, 2025), rng.randrange(1, 12)
-            return f"{year}{month:02d}01-{year}{month:02d}28"
+            def date_range() -> str:
+                year, month = rng.randrange(2010, 2025), rng.randrange(1, 12)
+                return f"{year}{month:02d}01-{year}{month:02d}28"
 
-        searches: dict[str, Callable[[], Query]] = {
-            "all studies, newest 100": lambda: Query(level="study", limit=100),
-            "PatientName wildcard": lambda: Query(level="study", keys=[parse_key(0x00100010, pick("name"))]),
-            "StudyDate range": lambda: Query(level="study", keys=[parse_key(0x00080020, date_range())]),
-            "study's series": lambda: Query(level="series", keys=[parse_key(0x0020000D, pick("study"))]),
-        }
-        print(f"{'search':26} {'principal':28} {'off p50':>8} {'on p50':>8} {'on p95':>8} {'ratio':>6} {'hits':>5}")
-        ratios: list[float] = []
-        for label, make in searches.items():
-            off50, _, _ = _timed(lambda make=make: search(engine, make(), base_url="http://b"), args.runs)
-            for who, principal in principals().items():
-                def run(make: Callable[[], Query] = make, principal: Principal = principal) -> object:
-                    query = make()
-                    view = policy.search_view(principal, query.keys)
-                    return search(engine, query, view.visible, "http://b", view.anonymized)
+            searches: dict[str, Callable[[], Query]] = {
+                "all studies, newest 100": lambda: Query(level="study", limit=100),
+                "PatientName wildcard": lambda: Query(level="study", keys=[parse_key(0x00100010, pick("name"))]),
+                "StudyDate range": lambda: Query(level="study", keys=[parse_key(0x00080020, date_range())]),
+                "study's series": lambda: Query(level="series", keys=[parse_key(0x0020000D, pick("study"))]),
+            }
+            print(f"{'search':26} {'principal':28} {'off p50':>8} {'on p50':>8} {'on p95':>8} {'ratio':>6} {'hits':>5}")
+            ratios: list[float] = []
+            for label, make in searches.items():
+                off50, _, _ = _timed(lambda make=make: search(engine, make(), base_url="http://b"), args.runs)
+                for who, principal in principals().items():
+                    def run(make: Callable[[], Query] = make, principal: Principal = principal) -> object:
+                        query = make()
+                        view = policy.search_view(principal, query.keys)
+                        return search(engine, query, view.visible, "http://b", view.anonymized)
 
-                on50, on95, hits = _timed(run, args.runs)
-                ratios.append(on50 / off50)
-                print(f"{label:26} {who:28} {off50:8.2f} {on50:8.2f} {on95:8.2f} {on50 / off50:6.2f} {hits:5d}")
-        ratios.sort()
-        print(f"on/off p50 ratio: median {ratios[len(ratios) // 2]:.2f}, worst {ratios[-1]:.2f} (goal < 1.20)")
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                    on50, on95, hits = _timed(run, args.runs)
+                    ratios.append(on50 / off50)
+                    print(f"{label:26} {who:28} {off50:8.2f} {on50:8.2f} {on95:8.2f} {on50 / off50:6.2f} {hits:5d}")
+            ratios.sort()
+            print(f"on/off p50 ratio: median {ratios[len(ratios) // 2]:.2f}, worst {ratios[-1]:.2f} (goal < 1.20)")
+        finally:
+            engine.dispose()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -96,6 +97,21 @@ def seed(engine: sa.Engine, studies: int, series_per_study: int, instances_per_s
     return sample
 
 
+@contextmanager
+def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on ``server_url`` for one run (its URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def _timed(run: Callable[[], object], runs: int) -> tuple[float, float, int]:
     times, found = [], 0
     for _ in range(runs):
@@ -116,54 +132,47 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     rng = random.Random(7)
-    name = f"qido_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(args.postgres.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(f"{args.postgres.rsplit('/', 1)[0]}/{name}")
-    try:
-        db.upgrade(engine)
-        start = time.perf_counter()
-        sample = seed(engine, args.studies, args.series_per_study, args.instances_per_series, rng)
-        total = args.studies * args.series_per_study * args.instances_per_series
-        print(f"seeded {args.studies} studies / {total} instances (synthetic rows, COPY) in "
-              f"{time.perf_counter() - start:.1f} s")
+    with fresh_database(args.postgres, "qido_bench") as url:
+        engine = db.make_engine(url)
+        try:
+            db.upgrade(engine)
+            start = time.perf_counter()
+            sample = seed(engine, args.studies, args.series_per_study, args.instances_per_series, rng)
+            total = args.studies * args.series_per_study * args.instances_per_series
+            print(f"seeded {args.studies} studies / {total} instances (synthetic rows, COPY) in "
+                  f"{time.perf_counter() - start:.1f} s")
 
-        def pick(kind: str) -> str:
-            return rng.choice(sample[kind])
+            def pick(kind: str) -> str:
+                return rng.choice(sample[kind])
 
-        def study_query(*keys: tuple[int, str], limit: int = 100) -> Query:
-            return Query(level="study", keys=[parse_key(t, v) for t, v in keys], limit=limit)
+            def study_query(*keys: tuple[int, str], limit: int = 100) -> Query:
+                return Query(level="study", keys=[parse_key(t, v) for t, v in keys], limit=limit)
 
-        def date_range() -> str:
-            year, month = rng.randrange(2010, 2025), rng.randrange(1, 12)
-            return f"{year}{month:02d}01-{year}{month:02d}28"
+            def date_range() -> str:
+                year, month = rng.randrange(2010, 2025), rng.randrange(1, 12)
+                return f"{year}{month:02d}01-{year}{month:02d}28"
 
-        def series_of_study() -> Query:
-            return Query(level="series", keys=[parse_key(0x0020000D, pick("study"))])
+            def series_of_study() -> Query:
+                return Query(level="series", keys=[parse_key(0x0020000D, pick("study"))])
 
-        def instances_of_series() -> Query:
-            study, series = pick("series").split("|")
-            return Query(level="instance", keys=[parse_key(0x0020000D, study), parse_key(0x0020000E, series)])
+            def instances_of_series() -> Query:
+                study, series = pick("series").split("|")
+                return Query(level="instance", keys=[parse_key(0x0020000D, study), parse_key(0x0020000E, series)])
 
-        searches: dict[str, Callable[[], Query]] = {
-            "PatientID": lambda: study_query((0x00100020, pick("patient_id"))),
-            "PatientName wildcard": lambda: study_query((0x00100010, pick("name"))),
-            "StudyDate range + ModalitiesInStudy": lambda: study_query((0x00080020, date_range()),
-                                                                       (0x00080061, "CT")),
-            "study's series": series_of_study,
-            "series' instances": instances_of_series,
-        }
-        print(f"{'search (PostgreSQL, in-process)':40} {'p50 ms':>8} {'p95 ms':>8} {'avg hits':>9}")
-        for label, make in searches.items():
-            p50, p95, hits = _timed(lambda make=make: search(engine, make(), base_url="http://bench"), args.runs)
-            print(f"{label:40} {p50:8.2f} {p95:8.2f} {hits:9d}")
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            searches: dict[str, Callable[[], Query]] = {
+                "PatientID": lambda: study_query((0x00100020, pick("patient_id"))),
+                "PatientName wildcard": lambda: study_query((0x00100010, pick("name"))),
+                "StudyDate range + ModalitiesInStudy": lambda: study_query((0x00080020, date_range()),
+                                                                           (0x00080061, "CT")),
+                "study's series": series_of_study,
+                "series' instances": instances_of_series,
+            }
+            print(f"{'search (PostgreSQL, in-process)':40} {'p50 ms':>8} {'p95 ms':>8} {'avg hits':>9}")
+            for label, make in searches.items():
+                p50, p95, hits = _timed(lambda make=make: search(engine, make(), base_url="http://bench"), args.runs)
+                print(f"{label:40} {p50:8.2f} {p95:8.2f} {hits:9d}")
+        finally:
+            engine.dispose()
 
 
 if __name__ == "__main__":

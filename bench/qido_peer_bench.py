@@ -17,12 +17,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "tools" / "peers"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from qido_bench import fresh_database  # noqa: E402
 
 from tests.conftest import free_port, start_server  # noqa: E402
 
@@ -47,26 +50,16 @@ def main() -> None:
     parser.add_argument("--no-orthanc", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    env = {"DICOMWEB_AUTH": "off"}
-    database = ""
-    if args.postgres:
-        import sqlalchemy as sa
-
-        database = f"qido_peer_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(args.postgres.replace("postgresql://", "postgresql+psycopg://"),
-                                 isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
-        env["DICOMWEB_DATABASE_URL"] = f"{args.postgres.rsplit('/', 1)[0]}/{database}"
     results = []
-    server = start_server(args.out / "ours-data", env)
-    try:
-        results.append(bench(server.url, "ours", args.out, args))
-    finally:
-        server.stop()
-        if database:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    with ExitStack() as stack:
+        env = {"DICOMWEB_AUTH": "off"}
+        if args.postgres:
+            env["DICOMWEB_DATABASE_URL"] = stack.enter_context(fresh_database(args.postgres, "qido_peer"))
+        server = start_server(args.out / "ours-data", env)
+        try:
+            results.append(bench(server.url, "ours", args.out, args))
+        finally:
+            server.stop()
     if not args.no_orthanc:
         orthanc = {**os.environ, "ORTHANC_HTTP_PORT": str(free_port()), "ORTHANC_DICOM_PORT": str(free_port()),
                    "ORTHANC_HOME": str(args.out / "orthanc"), "ORTHANC_FRESH": "1"}

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, BinaryIO
-from urllib.parse import urlencode
 
 import anyio
 from sqlalchemy import select
@@ -22,23 +20,24 @@ from starlette.responses import Response, StreamingResponse
 
 from ..archive import Archive
 from ..dicom.json_model import dumps, with_base
-from ..dicom.xml_model import json_to_xml
 from ..http.multipart import closing, new_boundary, part_head
 from ..http.problems import HTTPProblem
-from ..services.query import T_INSTANCE, T_SERIES, T_STUDY
+from ..qido.routes import xml_body
+from ..services.query import T_SERIES, T_STUDY
 from ..services.retrieve import CHUNK, StoredInstance
 from ..stow.routes import base_url
 from ..wado.common import not_found
-from ..wado.negotiate import accept_ranges
+from ..wado.negotiate import accept_ranges, instance_representation
 from ..wado.routes import _metadata_form
+from ..wado.zip_archive import zip_response
 from .engine import Decision
+from .http import set_query
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Given = tuple[str, str | None, str | None]  # the UIDs as the request named them (pseudonyms)
 DICOM = "application/dicom"
 PIXEL_TAGS = {"7FE00010", "7FE00008", "7FE00009"}
 SPOOL_BYTES = 16 * 1024 * 1024
-NAVIGATION_UIDS = ("0020000D", "0020000E", "00080018")  # what a client names in its next request
 
 
 def _burned_in_series(archive: Archive, study: str) -> set[str]:
@@ -51,10 +50,7 @@ def _burned_in_series(archive: Archive, study: str) -> set[str]:
 
 def _without_annotation(request: Request) -> None:
     """Rendered answers for an anonymized view never burn patient identity into the image."""
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k.lower() != "annotation"]
-    request.scope["query_string"] = urlencode(kept).encode()
-    if hasattr(request, "_query_params"):
-        del request._query_params
+    set_query(request, [(k, v) for k, v in request.query_params.multi_items() if k.lower() != "annotation"])
 
 
 async def answer(
@@ -78,7 +74,7 @@ async def answer(
             raise not_found(*given)  # other bulk values are header attributes the profile may remove
         return await endpoint(request)
     if kind == "metadata":
-        return await _metadata(request, archive, decision, burned, given)
+        return await _metadata(request, archive, decision, given)
     if kind == "instances":
         return await _instances(request, archive, decision, burned, given)
     if kind == "wado-uri":
@@ -90,44 +86,27 @@ async def answer(
     raise HTTPProblem(403, "this answer is not available in an anonymized view")
 
 
-def _metadata_texts(archive: Archive, study: str, series: str | None, sop: str | None) -> list[str]:
-    retrieve = archive.retrieve
-    stmt = retrieve._scope([T_INSTANCE.c.metadata_json], study, series, sop).where(
-        T_SERIES.c.burned_in_annotation.is_(False))
-    with archive.engine.connect() as conn:
-        return list(conn.execute(stmt).scalars())
-
-
-def _deidentified_metadata(
-    request: Request, archive: Archive, decision: Decision, texts: list[str]
-) -> list[dict[str, Any]]:
-    deid = request.app.state.deid
+def _deidentified_metadata(request: Request, decision: Decision, texts: list[str]) -> list[dict[str, Any]]:
+    """Each instance's metadata de-identified; the pseudonyms in it are recorded in one batch."""
     base = base_url(request)
-    originals = [json.loads(with_base(text, base)) for text in texts]
-    deid.remember([uid for obj in originals for tag in NAVIGATION_UIDS for uid in obj.get(tag, {}).get("Value", [])])
-    return [deid.json_dataset(obj, decision.patient_key) for obj in originals]
+    return request.app.state.deid.json_many(  # type: ignore[no-any-return]
+        [(json.loads(with_base(text, base)), decision.patient_key) for text in texts])
 
 
-async def _metadata(
-    request: Request, archive: Archive, decision: Decision, burned: set[str],
-    given: Given,
-) -> Response:
+async def _metadata(request: Request, archive: Archive, decision: Decision, given: Given) -> Response:
     form = _metadata_form(accept_ranges(request))
     study, series, sop = decision.study_uid, request.path_params.get("series"), request.path_params.get("instance")
-    texts = await anyio.to_thread.run_sync(_metadata_texts, archive, study, series, sop)
+    texts = await anyio.to_thread.run_sync(lambda: archive.retrieve.metadata(study, series, sop,
+                                                                             without_burned_in=True))
     if not texts:
         raise not_found(*given)
-    datasets = await anyio.to_thread.run_sync(_deidentified_metadata, request, archive, decision, texts)
+    datasets = await anyio.to_thread.run_sync(_deidentified_metadata, request, decision, texts)
     headers = {"Cache-Control": "private, no-store", "Vary": "Accept, Authorization"}
     if form == "json":
         return Response(dumps(datasets), media_type="application/dicom+json", headers=headers)
     boundary = new_boundary()
-    body = b"".join(
-        part_head(boundary, [("Content-Type", "application/dicom+xml; charset=utf-8")], first=i == 0)
-        + json_to_xml(ds).encode() for i, ds in enumerate(datasets)
-    ) + closing(boundary)
-    return Response(body, media_type=f'multipart/related; type="application/dicom+xml"; boundary={boundary}',
-                    headers=headers)
+    return Response(xml_body(datasets, boundary), headers=headers,
+                    media_type=f'multipart/related; type="application/dicom+xml"; boundary={boundary}')
 
 
 def _deidentified_file(request: Request, archive: Archive, decision: Decision, inst: StoredInstance) -> BinaryIO:
@@ -145,18 +124,6 @@ def _chunks(fp: BinaryIO) -> Iterator[bytes]:
             yield chunk
 
 
-def _wants_zip(request: Request) -> bool:
-    return any(r.essence == "application/zip" for r in accept_ranges(request))
-
-
-def _check_transfer_syntax(request: Request, stored: set[str]) -> None:
-    for media in accept_ranges(request):
-        wanted = media.params.get("transfer-syntax")
-        if wanted and wanted != "*" and {wanted} != stored:
-            raise HTTPProblem(406, "an anonymized view gives instances in their stored transfer syntax only: "
-                                   f"{', '.join(sorted(stored))}")
-
-
 async def _instances(
     request: Request, archive: Archive, decision: Decision, burned: set[str],
     given: Given,
@@ -166,53 +133,41 @@ async def _instances(
     instances = [i for i in found if i.series_instance_uid not in burned]
     if not instances:
         raise not_found(*given)
+    stored = {i.transfer_syntax_uid for i in instances}
+    choice = instance_representation(accept_ranges(request), stored, single_allowed=sop is not None)
+    if choice.target is not None and stored != {choice.target}:  # no transcoding of de-identified copies
+        raise HTTPProblem(406, "an anonymized view gives instances in their stored transfer syntax only: "
+                               f"{', '.join(sorted(stored))}")
     deid = request.app.state.deid
-    await anyio.to_thread.run_sync(deid.remember, [u for i in instances for u in (
-        i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid)])
     headers = {"Cache-Control": "private, no-store", "Vary": "Accept, Authorization"}
-    if _wants_zip(request):
-        return StreamingResponse(_zip_body(request, archive, decision, instances), media_type="application/zip",
-                                 headers={**headers, "Content-Disposition":
-                                          f'attachment; filename="{deid.pseudonym(study)}.zip"'})
-    _check_transfer_syntax(request, {i.transfer_syntax_uid for i in instances})
+    if choice.kind == "zip":
+        def entry(inst: StoredInstance) -> tuple[str, BinaryIO]:
+            name = f"{deid.pseudonym(inst.series_instance_uid)}/{deid.pseudonym(inst.sop_instance_uid)}.dcm"
+            return name, _deidentified_file(request, archive, decision, inst)
+
+        return zip_response(archive, instances, headers, entry=entry, filename=deid.pseudonym(study))
+    if choice.kind == "single":
+        (inst,) = instances
+        fp = await anyio.to_thread.run_sync(_deidentified_file, request, archive, decision, inst)
+        return StreamingResponse(_chunks(fp), media_type=f"{DICOM}; transfer-syntax={inst.transfer_syntax_uid}",
+                                 headers=headers)
     boundary = new_boundary()
     base = base_url(request)
 
     async def body() -> AsyncIterator[bytes]:
         for index, inst in enumerate(instances):
+            # The file's de-identification records these pseudonyms before the client can name them.
+            fp = await anyio.to_thread.run_sync(_deidentified_file, request, archive, decision, inst)
             location = (f"{base}/studies/{deid.pseudonym(inst.study_instance_uid)}/series/"
                         f"{deid.pseudonym(inst.series_instance_uid)}/instances/{deid.pseudonym(inst.sop_instance_uid)}")
             yield part_head(boundary, [("Content-Type", f"{DICOM}; transfer-syntax={inst.transfer_syntax_uid}"),
                                        ("Content-Location", location)], first=index == 0)
-            fp = await anyio.to_thread.run_sync(_deidentified_file, request, archive, decision, inst)
             for chunk in _chunks(fp):
                 yield chunk
         yield closing(boundary)
 
     return StreamingResponse(body(), media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
                              headers=headers)
-
-
-async def _zip_body(
-    request: Request, archive: Archive, decision: Decision, instances: list[StoredInstance]
-) -> AsyncIterator[bytes]:
-    deid = request.app.state.deid
-
-    def build() -> BinaryIO:
-        out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=str(archive.staging_dir))
-        with zipfile.ZipFile(out, "w", allowZip64=True) as zf:  # type: ignore[call-overload]
-            for inst in instances:
-                name = (f"{deid.pseudonym(inst.series_instance_uid)}/{deid.pseudonym(inst.sop_instance_uid)}.dcm")
-                fp = _deidentified_file(request, archive, decision, inst)
-                with fp, zf.open(name, "w", force_zip64=True) as entry:
-                    while chunk := fp.read(CHUNK):
-                        entry.write(chunk)
-        out.seek(0)
-        return out  # type: ignore[return-value]
-
-    fp = await anyio.to_thread.run_sync(build)
-    for chunk in _chunks(fp):
-        yield chunk
 
 
 async def _wado_uri_dicom(

@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true
 from sqlalchemy.engine import Engine
 
 from ..index.models import utcnow
@@ -133,16 +133,20 @@ class PolicyEngine:
         return self.view(principal, per_row=one_study)
 
     def may_anonymize(self, principal: Principal) -> bool:
-        """Whether some answer for this principal can be de-identified (its UIDs are then pseudonyms)."""
-        return any(read.anonymized or read.scope == "grant" for rule in self.rules.for_roles(principal.roles)
-                   for read in rule.read) and not principal.is_system
+        """Whether some answer for this principal can be de-identified (its UIDs are then pseudonyms): the
+        guard resolves pseudonyms only then, sparing every other principal's retrieval that query."""
+        if principal.is_system:
+            return False
+        reads = [read for rule in self.rules.for_roles(principal.roles) for read in rule.read]
+        return any(read.anonymized for read in reads) or (
+            any(read.scope == "grant" for read in reads) and self._has_anonymized_grants(principal.subject))
 
     def decide(self, principal: Principal, study_uid: str) -> Decision:
         """One query: the study's facts and both predicates evaluated on its row."""
         view = self.view(principal, per_row=True)
         columns: list[Any] = [T_STUDY.c.institution_name, T_PATIENT.c.patient_id, T_PATIENT.c.patient_key]
-        columns.append((view.visible if view.visible is not None else _TRUE_LITERAL).label("visible"))
-        columns.append((view.anonymized if view.anonymized is not None else _FALSE_LITERAL).label("anonymized"))
+        columns.append((view.visible if view.visible is not None else true()).label("visible"))
+        columns.append((view.anonymized if view.anonymized is not None else false()).label("anonymized"))
         stmt = select(*columns).select_from(T_STUDY.join(T_PATIENT, T_STUDY.c.patient_fk == T_PATIENT.c.id)).where(
             T_STUDY.c.study_instance_uid == study_uid)
         with self.engine.connect() as conn:
@@ -202,6 +206,3 @@ class PolicyEngine:
                 return True
         return False
 
-
-_TRUE_LITERAL = or_(T_STUDY.c.id.is_not(None))
-_FALSE_LITERAL = T_STUDY.c.id.is_(None)

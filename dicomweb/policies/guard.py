@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Literal
-from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
@@ -20,7 +19,7 @@ from ..http.problems import HTTPProblem
 from ..wado.common import not_found
 from . import anonymized
 from .engine import Decision
-from .http import audit_note, policy_of, principal_of
+from .http import audit_note, policy_of, principal_of, set_query
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Kind = Literal["instances", "metadata", "frames", "bulkdata", "rendered", "thumbnail", "delete", "wado-uri"]
@@ -38,10 +37,8 @@ def _path_uids(request: Request, kind: Kind) -> tuple[str | None, str | None, st
 def _replace_uids(request: Request, kind: Kind, originals: dict[str, str]) -> None:
     """Point the request at the original UIDs the pseudonyms stand for (the handlers know only originals)."""
     if kind == "wado-uri":
-        items = [(k, originals.get(v, v) if k in WADO_URI_PARAMS else v) for k, v in request.query_params.multi_items()]
-        request.scope["query_string"] = urlencode(items).encode()
-        if hasattr(request, "_query_params"):
-            del request._query_params  # parsed again from the new query string
+        set_query(request, [(k, originals.get(v, v) if k in WADO_URI_PARAMS else v)
+                            for k, v in request.query_params.multi_items()])
     else:
         request.scope["path_params"] = {k: originals.get(v, v) if k in ("study", "series", "instance") else v
                                         for k, v in request.path_params.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -34,6 +35,13 @@ def policy_of(request: HTTPConnection) -> PolicyEngine:
 def audit_note(request: HTTPConnection, **fields: Any) -> None:
     """Add what this request touched to its audit record (the audit middleware writes it at the end)."""
     request.scope.setdefault(AUDIT_KEY, {}).update({k: v for k, v in fields.items() if v not in (None, "")})
+
+
+def set_query(request: Request, items: list[tuple[str, str]]) -> None:
+    """Replace the request's query string (the handler it is passed on to reads the new one)."""
+    request.scope["query_string"] = urlencode(items).encode()
+    if hasattr(request, "_query_params"):
+        del request._query_params  # Starlette parses the query string once and keeps it
 
 
 def operators_only(routes: list[Route]) -> list[Route]:

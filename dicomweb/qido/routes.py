@@ -46,7 +46,7 @@ def _warning(text: str) -> str:
     return f'299 - "{text}"'
 
 
-def _xml_body(datasets: list[dict[str, Any]], boundary: str) -> bytes:
+def xml_body(datasets: list[dict[str, Any]], boundary: str) -> bytes:
     chunks = [
         part_head(boundary, [("Content-Type", f"{DICOM_XML}; charset=utf-8")], first=i == 0)
         + json_to_xml(ds).encode("utf-8")
@@ -94,7 +94,7 @@ async def _search(request: Request, level: Level, return_levels: tuple[Level, ..
     if media_type == DICOM_XML:
         boundary = new_boundary()
         return Response(
-            _xml_body(datasets, boundary), headers=headers,
+            xml_body(datasets, boundary), headers=headers,
             media_type=f'multipart/related; type="{DICOM_XML}"; boundary={boundary}',
         )
     return Response(dumps(datasets), media_type=DICOM_JSON, headers=headers)

@@ -94,11 +94,16 @@ class RetrieveService:
             rows = conn.execute(self._scope(columns, study, series, sop, packed=True)).all()
         return [StoredInstance(**row._mapping) for row in rows]
 
-    def metadata(self, study: str, series: str | None = None, sop: str | None = None) -> list[str]:
-        """The stored DICOM JSON text of each instance (BulkDataURIs still carry the base marker)."""
-        _, _, i = _tables()
+    def metadata(self, study: str, series: str | None = None, sop: str | None = None,
+                 without_burned_in: bool = False) -> list[str]:
+        """The stored DICOM JSON text of each instance (BulkDataURIs still carry the base marker);
+        ``without_burned_in``: leaving out series flagged with burned-in annotation (anonymized views)."""
+        _, series_t, i = _tables()
+        stmt = self._scope([i.c.metadata_json], study, series, sop)
+        if without_burned_in:
+            stmt = stmt.where(series_t.c.burned_in_annotation.is_(False))
         with self.engine.connect() as conn:
-            return list(conn.execute(self._scope([i.c.metadata_json], study, series, sop)).scalars())
+            return list(conn.execute(stmt).scalars())
 
     def _container(self, instance: StoredInstance, look_up: bool = False) -> tuple[str, str] | None:
         """The container to read ``instance`` from, or None for its loose blob.

@@ -8,7 +8,8 @@ holds one instance at most.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import BinaryIO
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -36,11 +37,23 @@ class _Sink:
         return data
 
 
-def _add(archive: Archive, zf: zipfile.ZipFile, sink: _Sink, instance: StoredInstance) -> bytes:
-    name = f"{instance.study_instance_uid}/{instance.series_instance_uid}/{instance.sop_instance_uid}.dcm"
+# An entry: its name in the zip and the bytes to put there (the stored file, or a rewritten copy of it).
+Entry = Callable[[StoredInstance], tuple[str, BinaryIO]]
+
+
+def stored_entry(archive: Archive) -> Entry:
+    def entry(instance: StoredInstance) -> tuple[str, BinaryIO]:
+        name = f"{instance.study_instance_uid}/{instance.series_instance_uid}/{instance.sop_instance_uid}.dcm"
+        return name, archive.retrieve.open(instance)
+
+    return entry
+
+
+def _add(entry: Entry, zf: zipfile.ZipFile, sink: _Sink, instance: StoredInstance) -> bytes:
+    name, source = entry(instance)
     info = zipfile.ZipInfo(name, date_time=instance.created_at.timetuple()[:6])
     info.compress_type = zipfile.ZIP_STORED
-    with archive.retrieve.open(instance) as src, zf.open(info, "w", force_zip64=instance.size > 0x7FFF0000) as dst:
+    with source as src, zf.open(info, "w", force_zip64=instance.size > 0x7FFF0000) as dst:
         while chunk := src.read(CHUNK):
             dst.write(chunk)
     return sink.take()
@@ -51,16 +64,21 @@ def _finish(zf: zipfile.ZipFile, sink: _Sink) -> bytes:
     return sink.take()
 
 
-def zip_response(archive: Archive, instances: list[StoredInstance], headers: dict[str, str]) -> StreamingResponse:
+def zip_response(archive: Archive, instances: list[StoredInstance], headers: dict[str, str],
+                 entry: Entry | None = None, filename: str | None = None) -> StreamingResponse:
+    """The zip, streamed an instance at a time; ``entry`` names and opens each (default: the stored file
+    under its UIDs), ``filename`` is the download's name without ``.zip`` (default: the study UID)."""
+    make_entry = entry or stored_entry(archive)
+
     async def body() -> AsyncIterator[bytes]:
         sink = _Sink()
         zf = zipfile.ZipFile(sink, "w", allowZip64=True)  # type: ignore[call-overload]
         for instance in instances:
-            yield await anyio.to_thread.run_sync(_add, archive, zf, sink, instance)
+            yield await anyio.to_thread.run_sync(_add, make_entry, zf, sink, instance)
         yield await anyio.to_thread.run_sync(_finish, zf, sink)
 
-    scope = instances[0].study_instance_uid
+    name = filename or instances[0].study_instance_uid
     return StreamingResponse(
         body(), media_type="application/zip",
-        headers={**headers, "Content-Disposition": f'attachment; filename="{scope}.zip"'},
+        headers={**headers, "Content-Disposition": f'attachment; filename="{name}.zip"'},
     )

@@ -37,6 +37,25 @@ def _assert_clean(text: str) -> None:
         assert uid not in text, uid
 
 
+def _originals() -> dict[str, dict[str, Any]]:
+    """Each fixture instance's DICOM JSON, by SOP Instance UID."""
+    out = {}
+    for _, _, _, data in all_instances():
+        ds = pydicom.dcmread(io.BytesIO(data))
+        out[ds.SOPInstanceUID] = ds.to_json_dict(bulk_data_threshold=1 << 30, bulk_data_element_handler=lambda _: "")
+    return out
+
+
+def _assert_profile_applied(world: World, answer: dict[str, Any]) -> None:
+    """No attribute the Basic Profile removes or replaces keeps its original value in ``answer``."""
+    deid = world.client.app.state.deid  # type: ignore[attr-defined]
+    original = _originals()[deid.resolve(answer["00080018"]["Value"][0])]
+    changed = [key for key, element in original.items()
+               if deid.removes(int(key, 16)) and element.get("Value")
+               and answer.get(key, {}).get("Value") == element["Value"]]
+    assert not changed, changed
+
+
 def _dataset_text(ds: pydicom.Dataset) -> str:
     return json.dumps(ds.to_json_dict(bulk_data_threshold=1 << 30, bulk_data_element_handler=lambda _: ""))
 
@@ -47,6 +66,7 @@ def test_every_anonymized_answer_is_clean(world: World) -> None:
     _assert_clean(found.text)
     for dataset in found.json():
         assert dataset["00100010"]["Value"][0]["Alphabetic"].startswith("R")
+        _assert_profile_applied(world, dataset)
         assert dataset["00120062"]["Value"] == ["YES"]
     studies = {d["0020000D"]["Value"][0] for d in found.json()}
     assert len(studies) == 2
@@ -56,6 +76,7 @@ def test_every_anonymized_answer_is_clean(world: World) -> None:
         _assert_clean(metadata.text)
         for item in metadata.json():
             assert "00091010" not in item and "Value" not in item.get("00080080", {})
+            _assert_profile_applied(world, item)
         instances = world.call("researcher", "GET", f"/dicom-web/studies/{study}")
         assert instances.status_code == 200
         parts = split_multipart(instances.headers["content-type"], instances.content)
@@ -63,6 +84,8 @@ def test_every_anonymized_answer_is_clean(world: World) -> None:
         for _, body in parts:
             ds = pydicom.dcmread(io.BytesIO(body))
             _assert_clean(_dataset_text(ds) + _dataset_text(ds.file_meta))
+            _assert_profile_applied(world, ds.to_json_dict(bulk_data_threshold=1 << 30,
+                                                           bulk_data_element_handler=lambda _: ""))
             assert ds.pixel_array.shape == (8, 8)
         zipped = world.call("researcher", "GET", f"/dicom-web/studies/{study}", headers={"Accept": "application/zip"})
         assert zipped.status_code == 200

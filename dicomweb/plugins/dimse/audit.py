@@ -43,21 +43,27 @@ class DimseAudit:
         def audited(event: Event) -> Iterator[Any]:
             identifier = _identifier(event)
             study = str(identifier.get("StudyInstanceUID", "")) if identifier is not None else ""
-            pending, final = 0, 0x0000
+            pending, final = 0, 0x0000  # pynetdicom sends the final success itself; failures are yielded
             for item in handler(event):
-                status = item[0] if isinstance(item, tuple) else item
-                if isinstance(status, Dataset):
-                    code = int(status.get("Status", 0))
-                    pending += code in (0xFF00, 0xFF01)
-                    final = code if code not in (0xFF00, 0xFF01) else final
-                elif isinstance(status, int) and status not in (0xFF00, 0xFF01) and isinstance(item, tuple):
-                    final = status
-                elif isinstance(status, int) and isinstance(item, tuple):
+                # (status, dataset) pairs; a C-MOVE's destination and a C-GET/C-MOVE's count are not statuses.
+                code = _status_code(item[0]) if isinstance(item, tuple) and len(item) == 2 else None
+                if code in PENDING:
                     pending += 1
+                elif code is not None:
+                    final = code
                 yield item
             self.record(event, action, method, final, study[:64], count=pending)
 
         return audited
+
+
+PENDING = (0xFF00, 0xFF01)
+
+
+def _status_code(status: Any) -> int | None:
+    if isinstance(status, Dataset):
+        return int(status.get("Status", 0))
+    return status if isinstance(status, int) else None
 
 
 def _identifier(event: Event) -> Dataset | None:
