@@ -112,6 +112,36 @@ def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def kept_database(server_url: str, name: str) -> Iterator[tuple[str, dict[str, list[str]] | None]]:
+    """Database ``name`` on ``server_url`` (its URL), created when missing and kept afterwards, with the sample
+    its finished seeding recorded (None: not seeded yet): benches that iterate on the queries seed once."""
+    admin = sa.create_engine(server_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url = f"{server_url.rsplit('/', 1)[0]}/{name}"
+    probe = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with probe.connect() as conn:
+            sample = None
+            if conn.execute(sa.text("SELECT to_regclass('bench_seeded')")).scalar() is not None:
+                sample = json.loads(conn.execute(sa.text("SELECT sample FROM bench_seeded")).scalar_one())
+    finally:
+        probe.dispose()
+    yield url, sample
+
+
+def mark_seeded(engine: sa.Engine, sample: dict[str, list[str]]) -> None:
+    """Record in a kept database that its seeding finished, with its sample (an interrupted one is redone)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE bench_seeded (sample text NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO bench_seeded VALUES (:s)"), {"s": json.dumps(sample)})
+
+
 def _timed(run: Callable[[], object], runs: int) -> tuple[float, float, int]:
     times, found = [], 0
     for _ in range(runs):

@@ -104,7 +104,8 @@ def run_ours(files: list[bytes]) -> None:
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "dicomweb.cli", "serve", "--port", str(port), "--data", str(Path(tmp) / "data"),
-             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "DICOMWEB_AUTH": "off"})  # Orthanc runs without authentication too
         try:
             root = f"http://127.0.0.1:{port}"
             wait_for(f"{root}/health", "our server")

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """STOW-RS ingest: our server next to Orthanc in the same run, and server memory under a huge request.
 
-  .venv/bin/python bench/stow_bench.py [--reps 5] [--big-gb 2] [--no-orthanc]
+  .venv/bin/python bench/stow_bench.py [--reps 3] [--rounds 3] [--big-gb 2] [--no-orthanc]
+  .venv/bin/python bench/stow_bench.py --rounds 0 --big-gb 2          # the huge request alone
 
-1. Both servers are started fresh on free loopback ports (ours: SQLite + local folder, fsync on;
-   Orthanc: Debian's package through ../shared/tools/peers/orthanc-start.sh, fsync on). The peers'
+1. Both servers are started fresh on free loopback ports and stay up together (ours: SQLite + local folder,
+   fsync on; Orthanc: Debian's package through ../shared/tools/peers/orthanc-start.sh, fsync on). The peers'
    ``dicomweb_bench.py --phases stow`` measures each (the synthetic 200-slice 512x512 CT, re-UID'd every
-   repetition, batches of 20, one keep-alive connection), and ``compare.py`` prints the ratio.
+   repetition, batches of 20, one keep-alive connection), ``--reps`` repetitions per round, in ``--rounds``
+   rounds that alternate which server goes first: on a machine shared with other work, load that comes and
+   goes then falls on both alike. The summary gives each server's median over all repetitions, the ratio of
+   the medians and the median of the per-round ratios; ``compare.py`` prints its table too.
 2. ``--big-gb``: one STOW-RS request of that many GB (the synthetic slice, re-UID'd per part, generated
-   while sending, so the client holds none of it) into our server; prints instances/s and the server's
-   peak resident memory (VmHWM). The goal: under 300 MB for a 2 GB request.
+   while sending, so the client holds none of it) into our server; prints instances/s, the web process's
+   peak resident memory (VmHWM; the goal: under 300 MB for 2 GB) and the whole server's (web process and
+   ingest workers: the largest sum of their resident memory seen while the request ran, sampled every
+   0.1 s, and the sum of each one's own peak).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +42,7 @@ from pydicom.uid import generate_uid
 REPO = Path(__file__).resolve().parents[1]
 PEERS = (REPO.parent / "shared" / "tools" / "peers").resolve()
 PEERS_PY = Path(os.environ.get("PEERS_VENV", "/tmp/peers-venv")) / "bin" / "python"
+STOW_OP = "stow series batch=20"
 
 
 def free_port() -> int:
@@ -46,7 +55,8 @@ def start_ours(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dicomweb.cli", "serve", "--port", str(port), "--data", str(data),
-         "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "DICOMWEB_AUTH": "off"})  # Orthanc runs without authentication too
     root = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -64,11 +74,58 @@ def peer_bench(url: str, label: str, pid: int, reps: int, out: Path) -> None:
         check=True, stdout=subprocess.DEVNULL)
 
 
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_kb(pid, "VmHWM") / 1024
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the ingest workers are children of the web process)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+class TreeMemory:
+    """Samples the resident memory of a process tree in a thread: the largest sum seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak_kb = max(self.peak_kb, sum(_status_kb(p, "VmRSS") for p in process_tree(self.pid)))
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def synthetic_slice() -> bytes:
@@ -102,22 +159,33 @@ def big_request(url: str, pid: int, gigabytes: float) -> None:
 
     before = peak_rss_mb(pid)
     start = time.perf_counter()
-    response = httpx.post(f"{url}/studies", content=body(), timeout=3600,
-                          headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    with TreeMemory(pid) as memory:
+        response = httpx.post(f"{url}/studies", content=body(), timeout=3600, headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
     seconds = time.perf_counter() - start
     answer = response.json()
     stored = len(answer.get("00081199", {}).get("Value", []))
     failed = len(answer.get("00081198", {}).get("Value", []))
     total_gb = count * len(template) / 1e9
+    tree = process_tree(pid)
     print(f"\n## one {total_gb:.2f} GB STOW-RS request into ours ({count} synthetic 512x512 slices)")
     print(f"status {response.status_code}, stored {stored}, failed {failed}, {seconds:.1f} s, "
           f"{count / seconds:.0f} instances/s, {total_gb * 1000 / seconds:.0f} MB/s")
-    print(f"server peak resident memory: {peak_rss_mb(pid):.0f} MB (before the request: {before:.0f} MB)")
+    print(f"web process peak resident memory: {peak_rss_mb(pid):.0f} MB (before the request: {before:.0f} MB)")
+    print(f"whole server ({len(tree)} processes): peak resident sum while it ran {memory.peak_kb / 1024:.0f} MB; "
+          f"sum of each process's own peak {sum(peak_rss_mb(p) for p in tree):.0f} MB")
+
+
+def stow_reps(path: Path) -> tuple[str, list[float], dict[str, object]]:
+    summary = json.loads(path.read_text())
+    row = next(r for r in summary["table_rows"] if r["op"] == STOW_OP)
+    return summary["meta"]["label"], [float(r["instances_s"]) for r in row["reps"]], row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per server and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating which server goes first")
     parser.add_argument("--big-gb", type=float, default=0.0, help="also send one request of this many GB")
     parser.add_argument("--no-orthanc", action="store_true")
     args = parser.parse_args()
@@ -125,40 +193,54 @@ def main() -> None:
         subprocess.run([str(PEERS / "install.sh")], check=True)
 
     work = Path(tempfile.mkdtemp(prefix="stow-bench-"))
-    results = []
     ours, url = start_ours(work / "ours")
+    servers = {"ours": (url, ours.pid)}
+    env = {**os.environ, "ORTHANC_HOME": str(work / "orthanc"), "ORTHANC_HTTP_PORT": str(free_port()),
+           "ORTHANC_DICOM_PORT": str(free_port()), "ORTHANC_FRESH": "1"}
+    results: list[Path] = []
+    per_round: dict[str, list[list[float]]] = {}
     try:
         print(f"ours: {url} (pid {ours.pid})", flush=True)
-        peer_bench(url, "ours", ours.pid, args.reps, work / "ours.json")
-        results.append(work / "ours.json")
+        if not args.no_orthanc:
+            subprocess.run([str(PEERS / "orthanc-start.sh")], check=True, env=env, stdout=subprocess.DEVNULL)
+            pid = int((work / "orthanc" / "orthanc.pid").read_text())
+            servers["orthanc"] = (f"http://127.0.0.1:{env['ORTHANC_HTTP_PORT']}/dicom-web", pid)
+            print(f"orthanc: {servers['orthanc'][0]} (pid {pid})", flush=True)
+        for round_ in range(args.rounds):
+            order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
+            for label in order:
+                server_url, pid = servers[label]
+                out = work / f"{label}-{round_}.json"
+                peer_bench(server_url, label, pid, args.reps, out)
+                results.append(out)
+                _, reps, _ = stow_reps(out)
+                per_round.setdefault(label, []).append(reps)
+                print(f"round {round_ + 1} {label:8} {' '.join(f'{r:6.1f}' for r in reps)} inst/s", flush=True)
         if args.big_gb:
             big_request(url, ours.pid, args.big_gb)
     finally:
         ours.terminate()
         ours.wait(30)
-
-    if not args.no_orthanc:
-        home = work / "orthanc"
-        env = {**os.environ, "ORTHANC_HOME": str(home), "ORTHANC_HTTP_PORT": str(free_port()),
-               "ORTHANC_DICOM_PORT": str(free_port()), "ORTHANC_FRESH": "1"}
-        subprocess.run([str(PEERS / "orthanc-start.sh")], check=True, env=env, stdout=subprocess.DEVNULL)
-        try:
-            pid = int((home / "orthanc.pid").read_text())
-            orthanc_url = f"http://127.0.0.1:{env['ORTHANC_HTTP_PORT']}/dicom-web"
-            print(f"orthanc: {orthanc_url} (pid {pid})", flush=True)
-            peer_bench(orthanc_url, "orthanc", pid, args.reps, work / "orthanc.json")
-            results.insert(0, work / "orthanc.json")
-        finally:
+        if not args.no_orthanc:
             subprocess.run([str(PEERS / "orthanc-stop.sh")], env=env, stdout=subprocess.DEVNULL)
 
-    for path in results:
-        summary = json.loads(path.read_text())
-        for row in summary["table_rows"]:
-            if row["op"].startswith("stow"):
-                print(f"{summary['meta']['label']:8} {row['op']:28} {row.get('instances_s', 0):7.1f} inst/s "
-                      f"{row.get('MB_s', 0):7.1f} MB/s  server peak RSS {row.get('server_peak_rss_mb', '?')} MB")
-    subprocess.run([str(PEERS_PY), str(PEERS / "compare.py"), *map(str, results),
-                    "--metric", "instances_s", "--metric", "MB_s"], check=False)
+    if per_round:
+        print(f"\n## {STOW_OP}: every timed repetition, {args.rounds} rounds x {args.reps}")
+    medians = {}
+    for label, rounds in per_round.items():
+        every = [r for reps in rounds for r in reps]
+        medians[label] = statistics.median(every)
+        _, _, row = stow_reps(next(p for p in results if p.name.startswith(label)))
+        print(f"{label:8} median {medians[label]:6.1f} inst/s (min {min(every):.1f}, max {max(every):.1f}); "
+              f"server peak RSS {row.get('server_peak_rss_mb', '?')} MB")
+    if len(medians) == 2:
+        ratios = [statistics.median(a) / statistics.median(b)
+                  for a, b in zip(per_round["ours"], per_round["orthanc"], strict=True)]
+        print(f"ours / orthanc: {medians['ours'] / medians['orthanc']:.2f}x (medians); per round "
+              f"{' '.join(f'{r:.2f}x' for r in ratios)}, median {statistics.median(ratios):.2f}x")
+    if results:
+        subprocess.run([str(PEERS_PY), str(PEERS / "compare.py"), *map(str, results),
+                        "--metric", "instances_s", "--metric", "MB_s"], check=False)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -44,7 +45,7 @@ from .qido.routes import (
 )
 from .rendered.routes import rendered, thumbnail
 from .services.containers import InstanceIntegrityError
-from .settings import Settings
+from .settings import Settings, load_settings
 from .stow.routes import store_instances
 from .wado.bulkdata import retrieve_bulkdata
 from .wado.frames import retrieve_frames
@@ -86,6 +87,9 @@ def dicomweb_routes() -> list[Route]:
     delete = guarded(delete_resource, "delete")
     rendered_image, thumbnail_image = guarded(rendered, "rendered"), guarded(thumbnail, "thumbnail")
     return [
+        # First: a viewer scrolling a stack asks for frames more than for anything else (no other route
+        # matches a frames path, so the order changes nothing but the number of patterns tried).
+        Route(INSTANCE + "/frames/{frames}", guarded(retrieve_frames, "frames"), methods=["GET"]),
         Route("/studies", search_studies, methods=["GET"]),
         Route("/series", search_series, methods=["GET"]),
         Route("/instances", search_instances, methods=["GET"]),
@@ -111,7 +115,6 @@ def dicomweb_routes() -> list[Route]:
         Route(SERIES + "/thumbnail", thumbnail_image, methods=["GET"]),
         Route(INSTANCE + "/thumbnail", thumbnail_image, methods=["GET"]),
         Route(INSTANCE + "/frames/{frames}/thumbnail", thumbnail_image, methods=["GET"]),
-        Route(INSTANCE + "/frames/{frames}", guarded(retrieve_frames, "frames"), methods=["GET"]),
         Route(INSTANCE + "/bulkdata/{path:path}", guarded(retrieve_bulkdata, "bulkdata"), methods=["GET"]),
         Route("/wado", guarded(wado_uri, "wado-uri"), methods=["GET"]),
     ]
@@ -184,7 +187,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     # Audit outside authentication, so refused logins are recorded too; both read the app's state.
     middleware += [Middleware(AuditMiddleware), Middleware(AuthMiddleware)]
     app = Starlette(
-        routes=[
+        routes=_with_dicomweb_first(settings.base_path, [
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/wado", guarded(wado_uri, "wado-uri"), methods=["GET"]),
@@ -193,8 +196,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             *audit_routes(),
             *operators_only(admin_routes()),
             *operators_only(worklist_routes()),  # DIMSE gateway's worklist (issue 7)
-            Mount(settings.base_path, routes=dicomweb_routes()),
-        ],
+        ]),
         middleware=middleware,
         exception_handlers={HTTPProblem: _problem, HTTPException: _http_error,
                             StorageUnavailable: _storage_unavailable, InstanceIntegrityError: _integrity,
@@ -206,6 +208,26 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         _attach_policy(app, archive, settings)
         app.state.archive = archive
     return app
+
+
+WORKER_LOG_LEVEL = "DICOMWEB_WORKER_LOG_LEVEL"
+
+
+def app_from_environment() -> Starlette:
+    """The app of one of ``dicomweb serve --workers N``'s processes, from the settings its parent put in the
+    environment (``cli.worker_environment``)."""
+    level = os.environ.get(WORKER_LOG_LEVEL, "info").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    return create_app(load_settings())
+
+
+def _with_dicomweb_first(base_path: str, others: list[Route]) -> list[Route | Mount]:
+    """DICOMweb ahead of the other routes: the router tries routes in order, one regex each, and nearly every
+    request is a DICOMweb one. Behind them only if ``base_path`` is a prefix of one of theirs, which must win."""
+    mount = Mount(base_path, routes=dicomweb_routes())
+    if any(route.path == base_path or route.path.startswith(base_path + "/") for route in others):
+        return [*others, mount]
+    return [mount, *others]
 
 
 def _hint_first_user(archive: Archive, settings: Settings) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +18,9 @@ from .packing_cli import archive_app
 from .policies.identity.cli import token_command, users_app
 from .policies.records.cli import care_app, grants_app, research_app
 from .settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from .archive import Archive
 
 app = typer.Typer(help="A standards-first DICOMweb archive.", no_args_is_help=True, add_completion=False)
 app.add_typer(archive_app, name="archive")  # pack, unpack, verify (issue 8)
@@ -38,25 +43,28 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     data: DataOption = None,
     config: ConfigOption = None,
+    workers: Annotated[int | None, typer.Option(help="HTTP server processes (default: http_workers, 1)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the DICOMweb server (DICOMweb under /dicom-web)."""
-    import uvicorn
-
-    from .app import create_app
+    from .archive import Archive
 
     settings = _settings(config, data)
+    if workers is not None:
+        if workers < 1:
+            console.print("[red]--workers must be at least 1[/red]")
+            raise typer.Exit(2)
+        settings = replace(settings, http_workers=workers)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(
         f"DICOMweb at http://{host}:{port}{settings.base_path}  index: {settings.resolved_database_url}  "
         f"storage: {', '.join(t.url for t in settings.resolved_tiers)}"
+        + (f"  ({settings.http_workers} processes)" if settings.http_workers > 1 else "")
     )
     if settings.dimse_port is None:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
+        _serve_http(settings, config, None, host, port, log_level)
         return
     # The DIMSE gateway (issue 7) runs beside HTTP in this process, over the same opened archive.
-    from .archive import Archive
     from .plugins.dimse import DimseGateway
 
     archive = Archive.open(settings)
@@ -64,11 +72,47 @@ def serve(
     try:
         dimse_port = gateway.start()
         console.print(f"DIMSE {settings.dimse_ae_title} at {settings.dimse_host}:{dimse_port}")
-        uvicorn.run(create_app(settings, archive), host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
+        _serve_http(settings, config, archive, host, port, log_level)
     finally:
         gateway.stop()
         archive.close()
+
+
+def _serve_http(settings: Settings, config: Path | None, archive: Archive | None, host: str, port: int,
+                log_level: str) -> None:
+    import uvicorn
+
+    from .app import WORKER_LOG_LEVEL, create_app
+
+    common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+                              "timeout_graceful_shutdown": 10}
+    if settings.http_workers == 1:
+        uvicorn.run(create_app(settings, archive), **common)
+        return
+    # Several processes share the listening socket; each builds its whole app (archive, ingest workers,
+    # background jobs) from the environment set here. The index is migrated once, before any of them starts.
+    from .archive import Archive
+
+    if archive is None:
+        Archive.open(settings, ingest_processes=0).close()
+    os.environ.update(worker_environment(settings, config))
+    os.environ[WORKER_LOG_LEVEL] = log_level
+    uvicorn.run("dicomweb.app:app_from_environment", factory=True, workers=settings.http_workers, **common)
+
+
+def worker_environment(settings: Settings, config: Path | None) -> dict[str, str]:
+    """What a worker process needs to load the very settings this process has: the configuration file, and
+    the command line's overrides as the environment variables that come after it. The default number of
+    ingest processes is shared out between the workers instead of multiplied by them."""
+    env = {"DICOMWEB_DATA_DIR": str(settings.data_dir.resolve()), "DICOMWEB_HTTP_WORKERS": "1"}
+    if config is not None:
+        env["DICOMWEB_CONFIG"] = str(config.resolve())
+    if settings.ingest_processes < 0:
+        from .archive import default_ingest_processes
+
+        share = -(-default_ingest_processes() // settings.http_workers)  # rounded up: never none by dividing
+        env["DICOMWEB_INGEST_PROCESSES"] = str(share)
+    return env
 
 
 def _interrupt(signum: int, frame: object) -> None:

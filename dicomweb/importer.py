@@ -76,7 +76,7 @@ def _dicomdir_members(path: Path) -> list[Path]:
 
 
 def iter_sources(paths: list[Path], archive: Archive) -> Iterator[Source]:
-    staging, limit = archive.staging_dir, archive.settings.spool_memory_bytes
+    staging, limit = archive.staging_dir, archive.spool_memory_bytes
 
     def from_file(path: Path, explicit: bool) -> Source:
         return Source(str(path), lambda: archive.stage_file(path), explicit)

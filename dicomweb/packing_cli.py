@@ -50,7 +50,7 @@ def pack(
     older_than: Annotated[float | None, typer.Option(
         "--older-than", help="Pack every series with loose instances whose newest instance is this many days old")
     ] = None,
-    codec: Annotated[str, typer.Option(help="auto (smallest of a trial), or a codec name")] = "auto",
+    codec: Annotated[str, typer.Option(help="auto (trial: smallest that reads fast), or a codec name")] = "auto",
     keep_loose: Annotated[bool, typer.Option("--keep-loose", help="Keep the loose files after packing")] = False,
     data: DataOption = None,
     config: ConfigOption = None,

@@ -90,8 +90,11 @@ class Settings:
     # Parts ingested at once per STOW request, beside the reading of the request body.
     ingest_concurrency: int = 2
     # Worker processes that ingest (parse, encode, index, store); 0: in the server's own threads;
-    # -1 (default): one per core, at most 4, none on a single core.
+    # -1 (default): one per core beyond the first, at most 4, none on a single core.
     ingest_processes: int = -1
+    # HTTP server processes (`dicomweb serve --workers`): each a whole server over the same index and tiers,
+    # sharing the listening socket, so requests spread over cores (one Python process uses about one).
+    http_workers: int = 1
     # Files in the staging folder older than this are debris of a crash and removed by the sweeper.
     orphan_grace_seconds: int = 3600
     cors_origins: tuple[str, ...] = ()
@@ -132,6 +135,10 @@ class Settings:
     dimse_accept_unknown: bool = True
     dimse_timeout_seconds: float = 60.0
     dimse_max_associations: int = 32
+    # When a C-STORE is answered: "received" (default) once the instance is checked (parsed, authorized, not a
+    # conflicting duplicate) and durable in the inbox journal, indexing following in the background (a peer's
+    # next instance overlaps it; the inbox is replayed after a crash); "indexed" only after the full ingest.
+    dimse_store_ack: str = "received"
     # Authorization (issue 6). "on": every request needs a bearer token (401 otherwise); "off": requests act
     # as the system principal (every right) - for a closed lab network or tests, never for patient data.
     auth: Literal["on", "off"] = "on"
@@ -284,7 +291,7 @@ def _coerce(name: str, value: Any) -> Any:
             return tuple(o.strip() for o in value.split(",") if o.strip())
         return tuple(value)
     if name in {"spool_memory_bytes", "bulk_data_threshold", "metadata_cache_bytes", "ingest_concurrency",
-                "ingest_processes", "orphan_grace_seconds"}:
+                "ingest_processes", "orphan_grace_seconds", "http_workers"}:
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -321,6 +328,8 @@ def _coerce(name: str, value: Any) -> Any:
         return value.strip().lower() not in {"0", "false", "no", "off"}
     if name == "fsync" and isinstance(value, str):
         return value.strip().lower() not in {"0", "false", "no", "off"}
+    if name == "dimse_store_ack" and value not in ("received", "indexed"):
+        raise SettingsError(f"dimse_store_ack must be 'received' or 'indexed', not {value!r}")
     if name == "on_conflict" and value not in ("reject", "replace"):
         raise SettingsError(f"on_conflict must be 'reject' or 'replace', not {value!r}")
     return value
@@ -353,5 +362,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
     if not settings.base_path.startswith("/") or settings.base_path.endswith("/"):
         raise SettingsError(f"base_path must start with '/' and not end with one: {settings.base_path!r}")
+    if settings.http_workers < 1:
+        raise SettingsError(f"http_workers must be at least 1, not {settings.http_workers}")
     settings.resolved_write_tier  # noqa: B018 - validates the tier name early
     return settings

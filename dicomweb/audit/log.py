@@ -104,6 +104,11 @@ class AuditLog:
 
     # -- the writer ------------------------------------------------------------------------------------------
     def _next_batch(self) -> tuple[list[AuditEvent], bool]:
+        """The first event, then whatever else arrives within ``batch_seconds`` (up to ``batch_size``).
+
+        The writer sleeps through the batch window instead of waking for every event: a wake-up per request
+        is a thread switch per request, and the event loop then waits for the GIL to come back. A flush cuts
+        the window short."""
         first = self._queue.get()
         if first is _STOP:
             return [], True
@@ -111,13 +116,13 @@ class AuditLog:
         batch = [first]
         deadline = time.monotonic() + self.batch_seconds
         while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get_nowait() if remaining <= 0 or self._hurry.is_set() else \
-                    self._queue.get(timeout=remaining)
+                item = self._queue.get_nowait()
             except queue.Empty:
+                remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._hurry.is_set():
                     break
+                self._hurry.wait(min(remaining, self.batch_seconds))
                 continue
             if item is _STOP:
                 return batch, True

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from .raw_json import INTEGER_VRS, STRING_VRS, raw_single
 from .uids import is_valid_uid
 
 PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
@@ -83,6 +84,9 @@ def _read_exact(fp: BinaryIO, n: int) -> bytes:
 
 
 def _number_of_frames(ds: Dataset) -> int:
+    single = raw_single(ds, "NumberOfFrames", INTEGER_VRS)  # the common case, without converting the element
+    if single is not None:
+        return max(int(single), 1)
     raw = ds.get("NumberOfFrames")
     try:
         n = int(raw) if raw not in (None, "") else 1
@@ -91,18 +95,26 @@ def _number_of_frames(ds: Dataset) -> int:
     return max(n, 1)
 
 
+def _single_int(ds: Dataset, keyword: str) -> int:
+    """``int(ds.<keyword>)``, read off the bytes when it can be (raises as that would)."""
+    single = raw_single(ds, keyword, INTEGER_VRS)
+    return int(single) if single is not None else int(getattr(ds, keyword))
+
+
 def _native_frames(ds: Dataset, value_offset: int, value_length: int, frames: int) -> list[FrameRanges] | None:
     try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        bits = int(ds.BitsAllocated)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        rows, cols = _single_int(ds, "Rows"), _single_int(ds, "Columns")
+        bits = _single_int(ds, "BitsAllocated")
+        samples = raw_single(ds, "SamplesPerPixel", INTEGER_VRS)
+        samples = int(samples or 1) if samples is not None else int(ds.get("SamplesPerPixel", 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return None
     frame_bits = rows * cols * samples * bits
     if frame_bits % 8:  # packed 1-bit frames need not start on a byte boundary
         return None
     frame_bytes = frame_bits // 8
-    if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+    photometric = raw_single(ds, "PhotometricInterpretation", STRING_VRS)
+    if (photometric if photometric is not None else str(ds.get("PhotometricInterpretation", ""))) == "YBR_FULL_422":
         frame_bytes = frame_bytes // 3 * 2
     if frame_bytes == 0 or frame_bytes * frames > value_length:
         return None
@@ -213,13 +225,64 @@ def _locate_pixels(fp: BinaryIO, ds: Dataset, transfer_syntax: str, file_size: i
 
 
 def _required_uid(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+    value = raw_single(ds, keyword, STRING_VRS)
+    if value is None:
+        value = ds.get(keyword)
     if value in (None, ""):
         raise NotStorable(CANNOT_UNDERSTAND, f"the data set has no {keyword}")
     text = str(value).strip("\0 ")
     if not is_valid_uid(text):
         raise NotStorable(CANNOT_UNDERSTAND, f"{keyword} {text!r} is not a valid UID")
     return text
+
+
+# A file's first bytes, read at once and parsed in memory: pydicom asks a file for its position some 70 times
+# for a CT header, and each time Python's buffered file makes a system call (lseek) and lets go of the GIL,
+# which the other ingest threads of the process take: a third of a worker's system calls and most of its
+# thread switches. Headers are almost always far shorter.
+HEADER_PREFIX = 64 * 1024
+
+
+def _dcmread(fp: BinaryIO) -> Dataset:
+    try:
+        return dcmread(fp, stop_before_pixels=True)
+    except InvalidDicomError as exc:
+        raise NotStorable(CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}") from None
+    except (ValueError, struct.error, EOFError, OSError, KeyError, NotImplementedError) as exc:
+        raise NotStorable(CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
+
+
+def _read_header(fp: BinaryIO, file_size: int) -> tuple[Dataset, BinaryIO]:
+    """The header (all but the pixel data's value) and a stream positioned right after it.
+
+    Parsed from the file's first HEADER_PREFIX bytes in memory when the whole file, or a header ending at a
+    pixel data element, lies within them; from the file itself otherwise (a header with large values, or no
+    pixel data). Either way the data set is the one pydicom reads from the file.
+    """
+    if not isinstance(fp, io.BytesIO):
+        fp.seek(0)
+        head = fp.read(min(file_size, HEADER_PREFIX))
+        memory = io.BytesIO(head)
+        if len(head) >= file_size:
+            return _dcmread(memory), memory  # the whole file: its own answer, errors included
+        try:
+            ds: Dataset | None = dcmread(memory, stop_before_pixels=True)
+        except Exception:  # cut off mid-element, say: the file decides below
+            ds = None
+        if ds is not None and _at_pixel_tag(head, memory.tell(), ds):
+            fp.seek(memory.tell())
+            return ds, fp
+    fp.seek(0)
+    return _dcmread(fp), fp
+
+
+def _at_pixel_tag(head: bytes, offset: int, ds: Dataset) -> bool:
+    """Whether a header read from ``head`` stopped at a pixel data element wholly inside it (not at its end)."""
+    if offset + 12 > len(head):
+        return False
+    big = str(ds.file_meta.get("TransferSyntaxUID", "")).strip("\0 ") == BIG_ENDIAN
+    group, elem = struct.unpack(">HH" if big else "<HH", head[offset : offset + 4])
+    return ((group << 16) | elem) in PIXEL_TAGS
 
 
 def parse_instance(fp: BinaryIO, file_size: int) -> ParsedInstance:
@@ -230,13 +293,7 @@ def parse_instance(fp: BinaryIO, file_size: int) -> ParsedInstance:
             CANNOT_UNDERSTAND,
             "not a DICOM Part 10 file: the 128-byte preamble and 'DICM' prefix are missing",
         )
-    fp.seek(0)
-    try:
-        ds = dcmread(fp, stop_before_pixels=True)
-    except InvalidDicomError as exc:
-        raise NotStorable(CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}") from None
-    except (ValueError, struct.error, EOFError, OSError, KeyError, NotImplementedError) as exc:
-        raise NotStorable(CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
+    ds, fp = _read_header(fp, file_size)
 
     meta = ds.file_meta
     transfer_syntax = str(meta.get("TransferSyntaxUID", "")).strip("\0 ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .problems import HTTPProblem
 
@@ -87,15 +88,22 @@ def parse_accept(header: str | None) -> list[MediaRange]:
     """The Accept header's ranges, most preferred first; an absent header accepts anything."""
     if header is None or not header.strip():
         return [MediaRange("*", "*")]
+    return list(_parsed_accept(header))
+
+
+@lru_cache(maxsize=512)
+def _parsed_accept(header: str) -> tuple[MediaRange, ...]:
+    """Clients send the same few Accept headers again and again (a viewer: one per kind of request), so the
+    parse is kept; the ranges are shared, read-only."""
     try:
         ranges = [parse_media_type(part) for part in _split_top_level(header)]
     except ValueError as exc:
         raise HTTPProblem(400, f"malformed Accept header: {exc}") from None
     # Stable sort: q first, then more specific ranges before wildcards.
-    return sorted(
+    return tuple(sorted(
         (r for r in ranges if r.q > 0),
         key=lambda r: (-r.q, r.type == "*", r.subtype == "*"),
-    )
+    ))
 
 
 def multipart_related(content_type: str | None) -> tuple[MediaRange, bytes]:

@@ -8,7 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import create_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -39,6 +39,21 @@ def make_engine(url: str) -> Engine:
     # (hundreds of ms once a plan's estimated cost passes jit_above_cost) dwarfs the query itself.
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
                          connect_args={"options": "-c jit=off"})
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for read-only statements that run often (searches, access decisions).
+
+    On PostgreSQL it runs in autocommit (each statement its own snapshot, exactly as a one-statement
+    transaction): psycopg prepares a statement run five times on a connection and PostgreSQL then reuses
+    its plan, but a ROLLBACK (what the pool does to a connection in a transaction when it comes back)
+    discards every prepared statement, so without autocommit each search is planned afresh; planning a
+    statement with policy subqueries costs more than running it.
+    """
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def alembic_config(engine: Engine) -> Config:

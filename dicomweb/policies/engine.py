@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +20,22 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true
 from sqlalchemy.engine import Engine
 
+from ..index.db import reading
 from ..index.models import utcnow
 from ..services.query import T_PATIENT, T_STUDY, Kind, MatchKey
-from .predicates import among, grant_condition, scope_condition
+from .predicates import (
+    CARE_SCOPES,
+    NOW,
+    ROW_SCOPES,
+    Now,
+    among,
+    care_condition,
+    grant_condition,
+    on_each_row,
+    scope_condition,
+)
 from .principal import Principal
-from .rules import Rules, load_rules
+from .rules import ReadScope, Rules, load_rules
 from .tables import GRANT
 
 
@@ -57,6 +69,46 @@ Condition = Callable[..., ColumnElement[bool]]  # a scope as a condition on a st
 STUDY_UID = 0x0020000D
 NARROW_SCOPES = frozenset({"own_patient", "care_relationship", "grant"})
 ANONYMIZED_GRANTS_TTL = 5.0  # seconds between reads of who holds anonymized grants
+VIEW_CACHE_SIZE = 4096  # principals' views kept built (each a few kB of expression objects)
+
+
+def _view(principal: Principal, reads: list[ReadScope], anonymized_grants: bool, now: Now, per_row: bool) -> View:
+    full: list[Condition] = []
+    anonymized: list[Condition] = []
+    scopes = {read.scope for read in reads}
+    cared = tuple(read.scope for read in reads if read.scope in CARE_SCOPES and not read.anonymized)
+    if len(cared) > 1:  # one set for all the relationships that open studies in full
+        full.append(partial(care_condition, cared, principal, now))
+        reads = [read for read in reads if read.scope not in cared or read.anonymized]
+    for read in reads:
+        if read.scope == "grant":
+            full.append(partial(grant_condition, principal, now, False))
+            if anonymized_grants:
+                anonymized.append(partial(grant_condition, principal, now, True))
+        else:
+            (anonymized if read.anonymized else full).append(partial(scope_condition, read.scope, principal, now))
+    if not full + anonymized:
+        return View(false(), None)  # a role that reads nothing (an auditor)
+    # A principal who sees a handful of studies (a patient, a doctor's patients, granted studies) is best served
+    # by a semi-join that starts from them; one who sees a share of the archive (an institution, a department,
+    # research shares) by a test on each row the date index yields, stopping at the limit.
+    visible: ColumnElement[bool]
+    if per_row:
+        visible = or_(*(c(T_STUDY, per_row=True) for c in full + anonymized))
+    elif scopes <= NARROW_SCOPES:
+        visible = among(full + anonymized)
+    else:
+        conditions = [c(T_STUDY) for c in full + anonymized]
+        visible = on_each_row(conditions[0]) if len(conditions) == 1 and not scopes <= ROW_SCOPES else or_(
+            *conditions)
+    if not anonymized:
+        return View(visible, None)
+    if not full:
+        return View(visible, true())  # whatever it sees, it sees de-identified: no per-row test
+    # Per answered row (so as probes): de-identified where an anonymized scope opens the study and no full scope
+    # does. The anonymized scopes come first: where they do not match the rest is never evaluated.
+    full_here = or_(*(c(T_STUDY, per_row=True) for c in full))
+    return View(visible, and_(or_(*(c(T_STUDY, per_row=True) for c in anonymized)), not_(full_here)))
 
 
 class PolicyEngine:
@@ -67,6 +119,8 @@ class PolicyEngine:
         self._lock = threading.Lock()
         self._anonymized_grantees: frozenset[str] = frozenset()
         self._grantees_read_at = -math.inf
+        self._views_lock = threading.Lock()
+        self._views: OrderedDict[tuple[Principal, bool, bool], View] = OrderedDict()
 
     def _has_anonymized_grants(self, subject: str) -> bool:
         """Whether some grant to ``subject`` is to be seen de-identified. Such grants are rare; knowing who has
@@ -89,42 +143,31 @@ class PolicyEngine:
     # -- reading ---------------------------------------------------------------------------------------------
     def view(self, principal: Principal, now: datetime | None = None, per_row: bool = False) -> View:
         """``per_row``: for a statement that tests few studies (one study's decision, a search inside one
-        study): every scope as index probes on the row, where building a scope's set would cost more."""
+        study): every scope as index probes on the row, where building a scope's set would cost more.
+
+        Without ``now`` the predicates compare against the time the statement runs, and the view is built
+        once per principal and form and then reused: building it costs more than running a one-study search."""
         if principal.is_system:
             return View(None, None)
-        now = now or utcnow()
-        rules = self.rules.for_roles(principal.roles)
-        if any(read.scope == "all" and not read.anonymized for rule in rules for read in rule.read):
+        reads = list(dict.fromkeys(read for rule in self.rules.for_roles(principal.roles) for read in rule.read))
+        if any(read.scope == "all" and not read.anonymized for read in reads):
             return View(None, None)  # every study in full: no predicate at all
-        full: list[Condition] = []
-        anonymized: list[Condition] = []
-        scopes = {read.scope for rule in rules for read in rule.read}
-        for rule in rules:
-            for read in rule.read:
-                if read.scope == "grant":
-                    full.append(partial(grant_condition, principal, now, False))
-                    if self._has_anonymized_grants(principal.subject):
-                        anonymized.append(partial(grant_condition, principal, now, True))
-                else:
-                    (anonymized if read.anonymized else full).append(partial(scope_condition, read.scope, principal,
-                                                                               now))
-        # A principal who sees a handful of studies (a patient, a doctor's patients, granted studies) is best
-        # served by a semi-join that starts from them; one who sees a share of the archive (an institution, a
-        # department, research shares) by a filter on the rows the date index yields, stopping at the limit.
-        if not full + anonymized:
-            return View(false(), None)  # a role that reads nothing (an auditor)
-        if per_row:
-            visible = or_(*(c(T_STUDY, per_row=True) for c in full + anonymized))
-        elif scopes <= NARROW_SCOPES:
-            visible = among(full + anonymized)
-        else:
-            visible = or_(*(c(T_STUDY) for c in full + anonymized))
-        if not anonymized:
-            return View(visible, None)
-        # Per answered row (so as probes): de-identified where an anonymized scope opens the study and no full
-        # scope does. The anonymized scopes come first: where they do not match the rest is never evaluated.
-        full_here = or_(*(c(T_STUDY, per_row=True) for c in full)) if full else false()
-        return View(visible, and_(or_(*(c(T_STUDY, per_row=True) for c in anonymized)), not_(full_here)))
+        anonymized_grants = any(read.scope == "grant" for read in reads) and self._has_anonymized_grants(
+            principal.subject)
+        if now is not None:
+            return _view(principal, reads, anonymized_grants, now, per_row)
+        key = (principal, per_row, anonymized_grants)
+        with self._views_lock:
+            found = self._views.get(key)
+            if found is not None:
+                self._views.move_to_end(key)
+                return found
+        view = _view(principal, reads, anonymized_grants, NOW, per_row)
+        with self._views_lock:
+            self._views[key] = view
+            if len(self._views) > VIEW_CACHE_SIZE:
+                self._views.popitem(last=False)
+        return view
 
     def search_view(self, principal: Principal, keys: list[MatchKey]) -> View:
         """The view for a search: a search inside one study (its series, its instances) tests that study only,
@@ -149,7 +192,7 @@ class PolicyEngine:
         columns.append((view.anonymized if view.anonymized is not None else false()).label("anonymized"))
         stmt = select(*columns).select_from(T_STUDY.join(T_PATIENT, T_STUDY.c.patient_fk == T_PATIENT.c.id)).where(
             T_STUDY.c.study_instance_uid == study_uid)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(stmt).first()
         if row is None or not row.visible:
             return DENIED

@@ -9,7 +9,16 @@ from sqlalchemy import Boolean, DateTime, Integer, String, column, table
 
 CARE = table(
     "care_relationship",
-    column("doctor", String), column("patient_id", String), column("issuer_of_patient_id", String),
+    column("id", Integer), column("doctor", String), column("patient_id", String),
+    column("issuer_of_patient_id", String), column("institution", String), column("department", String),
+    column("valid_from", DateTime(timezone=True)),
+    column("valid_until", DateTime(timezone=True)), column("ended_at", DateTime(timezone=True)),
+)
+# Which patients each care relationship names, with the relationship's keys and times: kept so by triggers
+# (migration policy_perf).
+CARE_PATIENT = table(
+    "care_patient",
+    column("care_fk", Integer), column("patient_fk", Integer), column("doctor", String),
     column("institution", String), column("department", String), column("valid_from", DateTime(timezone=True)),
     column("valid_until", DateTime(timezone=True)), column("ended_at", DateTime(timezone=True)),
 )

@@ -4,6 +4,12 @@ Every step is safe to die in. A ``tier_move`` row is written before the first by
 only when the source copy is gone, so after a crash :meth:`MigrationService.recover` finds each possible
 double and keeps exactly the copy the index names (the index always names a complete, verified copy: the
 switch happens after verification, in one transaction). Moving again is a no-op for instances already there.
+
+Packed series (issue 8) move with their study: each series container on another tier is copied whole under
+the same key, its SHA-256 checked against the one recorded at packing, and switched in the same transaction
+as the instances it holds. A packed instance whose loose blob is gone has nothing of its own to copy: only
+its ``tier`` (where an unpack restores it) follows. A crash leaves at most one container copy the index does
+not name, which the sweeper removes as it removes an unswitched container after a crashed pack.
 """
 
 from __future__ import annotations
@@ -13,16 +19,16 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from ..backends.tiers import StorageError, TierSet
-from ..index.models import Instance, Series, Study, TierMove
+from ..backends.tiers import StorageError, Tier, TierSet
+from ..index.models import Instance, PackedSeries, Series, Study, TierMove
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -43,6 +49,7 @@ class MoveReport:
     instances: int = 0
     bytes: int = 0
     skipped: int = 0  # changed or deleted while being copied: left where the index says they are
+    containers: int = 0  # series containers moved (their bytes count in ``bytes``)
 
 
 @dataclass
@@ -54,6 +61,19 @@ class RecoveryReport:
 def _tables() -> tuple[Any, Any, Any, Any]:
     return (Study.__table__, Series.__table__, Instance.__table__,  # type: ignore[attr-defined]
             TierMove.__table__)  # type: ignore[attr-defined]
+
+
+def _packed() -> Any:
+    return PackedSeries.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Container:
+    id: int
+    tier: str
+    storage_key: str
+    sha256: str
+    size: int
 
 
 def _utc(value: datetime) -> datetime:
@@ -86,72 +106,131 @@ class MigrationService:
     # -- moving ---------------------------------------------------------------------------------------------
 
     def move_study(self, study: str, target: str, progress: Callable[[int], None] | None = None) -> MoveReport:
-        """Move every instance of ``study`` not yet on ``target`` there; returns what moved."""
+        """Move every instance and series container of ``study`` not yet on ``target`` there; returns what moved."""
         destination = self.tiers.raw(target)
         report = MoveReport(study, target)
         self.recover(study=study)
         studies, series, instances, moves = _tables()
+        packed = _packed()
         with self.engine.begin() as conn:
             if conn.execute(select(moves.c.instance_id).where(moves.c.study_instance_uid == study).limit(1)).first():
                 raise StudyBusy(f"study {study} is being moved by another worker")
             rows = conn.execute(
                 select(instances.c.id, instances.c.tier, instances.c.storage_key, instances.c.size,
-                       instances.c.sha256)
+                       instances.c.sha256, instances.c.container_fk)
                 .select_from(instances.join(series, instances.c.series_fk == series.c.id)
                              .join(studies, series.c.study_fk == studies.c.id))
                 .where(studies.c.study_instance_uid == study, instances.c.tier != target)
             ).all()
-            if not rows:
+            containers = [_Container(r.id, r.tier, r.storage_key, r.sha256, r.bytes_out) for r in conn.execute(
+                select(packed.c.id, packed.c.tier, packed.c.storage_key, packed.c.sha256, packed.c.bytes_out)
+                .where(packed.c.study_instance_uid == study, packed.c.tier != target,
+                       exists().where(instances.c.container_fk == packed.c.id))
+            ).all()]
+            if not rows and not containers:
                 return report
             # The intent is durable before any copy exists, so a crash never leaves a silent double.
-            conn.execute(moves.insert(), [
-                {"instance_id": r.id, "study_instance_uid": study, "source_tier": r.tier, "target_tier": target,
-                 "storage_key": r.storage_key, "state": "copying", "owner": self.owner,
-                 "updated_at": datetime.now(UTC)}
-                for r in rows
-            ])
-        for row in rows:
-            source = self.tiers.raw(row.tier)
-            try:
-                with source.open(row.storage_key) as reader:
-                    destination.store_stream(reader, row.storage_key)
-                digest = destination.sha256(row.storage_key)
-            except StorageError as exc:
-                self._abandon([r.id for r in rows])
-                raise MigrationError(f"copying {row.storage_key} from {row.tier} to {target} failed: {exc}") from exc
-            if digest != row.sha256:
-                self._abandon([r.id for r in rows])
-                raise MigrationError(
-                    f"{row.storage_key} on {target} has sha256 {digest}, the index says {row.sha256}; not moved")
-            if progress is not None:
-                progress(row.size)
-        switched = self._switch(study, target)
+            if rows:
+                conn.execute(moves.insert(), [
+                    {"instance_id": r.id, "study_instance_uid": study, "source_tier": r.tier, "target_tier": target,
+                     "storage_key": r.storage_key, "state": "copying", "owner": self.owner,
+                     "updated_at": datetime.now(UTC)}
+                    for r in rows
+                ])
+        copied: list[_Container] = []
+        try:
+            loose = self._copy_loose(rows, destination, progress)
+            for container in containers:
+                copied.append(container)  # before the copy: a failed one leaves debris to remove too
+                self._copy(self.tiers.raw(container.tier), destination, container.storage_key, container.sha256)
+                if progress is not None:
+                    progress(container.size)
+        except MigrationError:
+            self._abandon([r.id for r in rows])
+            self._drop_copies(copied, target)
+            raise
+        switched, moved = self._switch(study, target, copied)
         unswitched = [r.id for r in rows if r.id not in switched]
         if unswitched:
             self._abandon(unswitched)
-        if switched and self.drain_seconds > 0:
+        self._drop_copies([c for c in copied if c.id not in moved], target)
+        if (switched or moved) and self.drain_seconds > 0:
             time.sleep(self.drain_seconds)  # reads that looked up the old location a moment ago finish there
         for row in rows:
             if row.id in switched:
-                self.tiers.raw(row.tier).delete(row.storage_key)
+                if row.id in loose:
+                    self.tiers.raw(row.tier).delete(row.storage_key)
+                    report.bytes += row.size
                 report.instances += 1
-                report.bytes += row.size
+        for container in copied:
+            if container.id in moved:
+                self._delete_quietly(container.tier, container.storage_key)
+                report.containers += 1
+                report.bytes += container.size
         with self.engine.begin() as conn:
             conn.execute(delete(moves).where(moves.c.instance_id.in_(switched), moves.c.owner == self.owner))
         report.skipped = len(unswitched)
         return report
 
-    def _switch(self, study: str, target: str) -> set[int]:
-        """Point the index at the verified copies, in one transaction; returns the instance ids switched."""
+    def _copy_loose(self, rows: Sequence[Any], destination: Tier, progress: Callable[[int], None] | None) -> set[int]:
+        """Copy and verify each row's loose blob; returns the ids copied (a packed row without one has none)."""
+        copied: set[int] = set()
+        for row in rows:
+            source = self.tiers.raw(row.tier)
+            try:
+                if row.container_fk is not None and not source.exists(row.storage_key):
+                    continue  # its bytes are in its series container, which moves on its own
+            except StorageError as exc:
+                raise MigrationError(f"looking up {row.storage_key} on {row.tier} failed: {exc}") from exc
+            self._copy(source, destination, row.storage_key, row.sha256)
+            copied.add(row.id)
+            if progress is not None:
+                progress(row.size)
+        return copied
+
+    @staticmethod
+    def _copy(source: Tier, destination: Tier, key: str, sha256: str) -> None:
+        """Stream ``key`` from ``source`` to ``destination`` and check what the destination reads back."""
+        try:
+            with source.open(key) as reader:
+                destination.store_stream(reader, key)
+            digest = destination.sha256(key)
+        except StorageError as exc:
+            raise MigrationError(f"copying {key} from {source.name} to {destination.name} failed: {exc}") from exc
+        if digest != sha256:
+            raise MigrationError(f"{key} on {destination.name} has sha256 {digest}, the index says {sha256}; not moved")
+
+    def _drop_copies(self, copied: list[_Container], target: str) -> None:
+        """Remove container copies on ``target`` that the index does not name (a move that did not switch)."""
+        if not copied:
+            return
+        packed = _packed()
+        with self.engine.connect() as conn:
+            named = set(conn.execute(select(packed.c.storage_key).where(
+                packed.c.tier == target, packed.c.storage_key.in_([c.storage_key for c in copied]))).scalars())
+        for container in copied:
+            if container.storage_key not in named:
+                self._delete_quietly(target, container.storage_key)
+
+    def _delete_quietly(self, tier: str, key: str) -> None:
+        try:
+            self.tiers.raw(tier).delete(key)
+        except StorageError as exc:
+            log.warning("copy %s/%s left for the sweeper: %s", tier, key, exc)
+
+    def _switch(self, study: str, target: str, containers: list[_Container]) -> tuple[set[int], set[int]]:
+        """Point the index at the verified copies, in one transaction; returns the instance and container
+        ids switched."""
         _, _, instances, moves = _tables()
         with self.engine.begin() as conn:
+            moved = self._switch_containers(conn, target, containers)
             mine = conn.execute(
                 select(moves.c.instance_id, moves.c.source_tier, moves.c.storage_key)
                 .where(moves.c.study_instance_uid == study, moves.c.owner == self.owner, moves.c.state == "copying")
                 .with_for_update()
             ).all()
             if not mine:
-                return set()
+                return set(), moved
             # Guarded by the old location: an instance replaced or deleted meanwhile is not switched.
             conn.execute(
                 update(instances)
@@ -166,7 +245,23 @@ class MigrationService:
             if switched:
                 conn.execute(update(moves).where(moves.c.instance_id.in_(switched)).values(
                     state="switched", updated_at=datetime.now(UTC)))
-        return switched
+        return switched, moved
+
+    @staticmethod
+    def _switch_containers(conn: Connection, target: str, containers: list[_Container]) -> set[int]:
+        """Containers still where they were copied from now name ``target`` (a repack meanwhile is left be)."""
+        if not containers:
+            return set()
+        packed = _packed()
+        conn.execute(
+            update(packed)
+            .where(packed.c.id == bindparam("cid"), packed.c.tier == bindparam("src"),
+                   packed.c.storage_key == bindparam("key"))
+            .values(tier=target),
+            [{"cid": c.id, "src": c.tier, "key": c.storage_key} for c in containers],
+        )
+        return set(conn.execute(select(packed.c.id).where(
+            packed.c.id.in_([c.id for c in containers]), packed.c.tier == target)).scalars())
 
     def _abandon(self, ids: list[int]) -> None:
         """Drop our own unfinished moves: remove their rows, then every copy the index does not name."""

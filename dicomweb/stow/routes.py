@@ -1,7 +1,8 @@
 """STOW-RS routes: ``POST /studies`` and ``POST /studies/{study}``.
 
-The body is read as a stream; completed parts are ingested in worker threads while later parts are still
-arriving, with a bound on parts in flight so a fast client cannot pile up spooled data.
+The body is read as a stream and parsed, hashed and spooled chunk by chunk as it arrives (see
+:class:`BodyReader`); completed parts are ingested (in worker processes, or threads) while later parts are
+still arriving, with a bound on parts in flight so a fast client cannot pile up spooled data.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 RESPONSE_TYPES = [DICOM_JSON, "application/dicom+xml", "application/json"]
-FEED_BYTES = 1 << 20
 
 
 def base_url(request: Request) -> str:
@@ -70,6 +70,10 @@ class _Pipeline:
     async def submit_blob(self, blob: object) -> None:
         while len(self.tasks) >= 2 * self.limiter.total_tokens:
             self.results.append(await self.tasks.popleft())
+        store_async = getattr(self.archive.ingest, "store_async", None)
+        if store_async is not None:  # worker processes: no thread of ours needs to wait for the answer
+            self.tasks.append(asyncio.ensure_future(store_async(blob, self.expected_study, self.institutions)))
+            return
         coro = anyio.to_thread.run_sync(
             self.archive.ingest.store, blob, self.expected_study, self.institutions,  # type: ignore[arg-type]
             limiter=self.limiter,
@@ -115,11 +119,9 @@ async def store_instances(request: Request) -> Response:
         )
     response_type = negotiate(request.headers.get("accept"), RESPONSE_TYPES)
 
-    reader = BodyReader(boundary, archive.staging_dir, archive.settings.spool_memory_bytes)
+    reader = BodyReader(boundary, archive.staging_dir, archive.spool_memory_bytes)
     pipeline = _Pipeline(archive, study, store_institutions(request))
     json_parts: list[ReceivedPart] = []
-    batch: list[bytes] = []
-    pending = 0
     problem: str | None = None
 
     async def hand_on(parts: list[ReceivedPart]) -> None:
@@ -131,21 +133,24 @@ async def store_instances(request: Request) -> Response:
 
     try:
         async for chunk in request.stream():
-            batch.append(chunk)
-            pending += len(chunk)
-            if pending >= FEED_BYTES:
-                await hand_on(await anyio.to_thread.run_sync(reader.feed, batch))
-                batch, pending = [], 0
-        await hand_on(await anyio.to_thread.run_sync(reader.feed, batch))
-        reader.parser.close()
+            try:
+                completed = reader.feed([chunk])
+            except MultipartError:
+                await hand_on(reader.take())  # the parts completed before the malformed spot are kept
+                raise
+            await hand_on(completed)
+        await hand_on(reader.close())
     except MultipartError as exc:
-        reader.collector.abort()
+        reader.abort()
         problem = str(exc)
     except ClientDisconnect:
-        reader.collector.abort()
+        reader.abort()
         await pipeline.drain()
         log.warning("client disconnected during STOW-RS after %d parts", reader.parser.parts)
         return Response(status_code=400)
+    except BaseException:
+        reader.abort()  # cancelled (shutdown): the spooled rest goes
+        raise
 
     if kind == DICOM_JSON and problem is None:
         prepared = await anyio.to_thread.run_sync(_ingest_json_parts, pipeline, json_parts)

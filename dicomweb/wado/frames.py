@@ -2,21 +2,34 @@
 
 Each frame is one range read at the offsets indexed at ingest, sent as stored (``transfer-syntax=*`` or the
 stored encoding asked for), or transcoded when the Accept header asks for another encoding.
+
+A frame request is the hottest path of a viewer scrolling a stack, so its blocking part (the index lookup,
+the checks that need the instance, the range reads) runs as one step in one worker thread: one thread hop
+per request instead of one per stage. Instances asked for again within moments are not looked up again
+(``locations``). A conditional request that matches answers 304 from that step without touching storage.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..archive import Archive
+from ..backends.tiers import ObjectMissing
+from ..http.media import MediaRange
 from ..http.problems import HTTPProblem
 from ..transcode import NotTranscodable
 from ..transcode import syntaxes as ts
 from .caching import entity_tag, head_or, not_modified, not_modified_response, validator_headers
-from .common import multipart_body, one_image
-from .negotiate import accept_ranges, frame_representation
+from .common import multipart_body, not_found, uids
+from .locations import InstanceLocations
+from .lookup import ImageInstance, image_instance
+from .negotiate import Representation, accept_ranges, frame_representation
 from .pixels import frames_in
 
 MAX_FRAME_LIST = 10_000
@@ -37,11 +50,38 @@ def parse_frame_list(text: str) -> list[int]:
     return numbers
 
 
-async def retrieve_frames(request: Request) -> Response:
-    archive: Archive = request.app.state.archive
-    ranges = accept_ranges(request)
-    numbers = parse_frame_list(request.path_params["frames"])
-    image = await one_image(request)
+@dataclass(frozen=True)
+class _Answer:
+    image: ImageInstance
+    choice: Representation
+    target: str
+    etag: str
+    frames: list[bytes] | None  # None: the client's copy is current (304)
+
+
+def _answer(
+    archive: Archive, locations: InstanceLocations, names: tuple[str, str, str], numbers: list[int],
+    ranges: list[MediaRange], unchanged: Callable[[str, datetime], bool],
+) -> _Answer:
+    """Everything blocking a frame request needs, in order: the instance, the checks, the negotiation, the
+    validators, then (unless ``unchanged``) the frames. Runs in a worker thread."""
+    remembered = locations.get(names)
+    if remembered is not None:
+        try:
+            return _answer_for(archive, remembered, numbers, ranges, unchanged)
+        except ObjectMissing:
+            locations.forget(names)  # deleted, replaced or moved since: ask the index
+    image = image_instance(archive.engine, *names)
+    if image is None:
+        raise not_found(*names)
+    locations.put(names, image)
+    return _answer_for(archive, image, numbers, ranges, unchanged)
+
+
+def _answer_for(
+    archive: Archive, image: ImageInstance, numbers: list[int], ranges: list[MediaRange],
+    unchanged: Callable[[str, datetime], bool],
+) -> _Answer:
     inst = image.stored
     if inst.pixel_offset is None and inst.transfer_syntax_uid != ts.DEFLATED_LE:  # deflated: parsed per request
         raise HTTPProblem(404, f"instance {inst.sop_instance_uid} has no pixel data, so no frames")
@@ -52,27 +92,52 @@ async def retrieve_frames(request: Request) -> Response:
                  f"there is no frame {', '.join(map(str, missing))}")
     choice = frame_representation(ranges, inst.transfer_syntax_uid, single_allowed=len(numbers) == 1)
     target = choice.target or inst.transfer_syntax_uid
-    media = ts.frame_media_type(target)
     etag = entity_tag(inst.sha256, "frames", ",".join(map(str, numbers)), target, choice.kind)
-    headers = validator_headers(etag, inst.created_at)
-    if not_modified(request, etag, inst.created_at):
-        return not_modified_response(headers)
+    if unchanged(etag, inst.created_at):
+        return _Answer(image, choice, target, etag, None)
     try:
-        frames = await anyio.to_thread.run_sync(
-            frames_in, archive.retrieve, inst, image.bits_allocated, numbers, target)
+        frames = frames_in(archive.retrieve, inst, image.bits_allocated, numbers, target)
     except NotTranscodable as exc:
         raise HTTPProblem(406, f"the frames cannot be given as {target}: {exc}") from None
-    part_type = f"{media}; transfer-syntax={target}"
-    if choice.kind == "single":
-        (frame,) = frames
+    return _Answer(image, choice, target, etag, frames)
+
+
+def instance_locations(request: Request) -> InstanceLocations:
+    """The app's memory of instances looked up lately (made on first use)."""
+    locations: InstanceLocations | None = getattr(request.app.state, "wado_locations", None)
+    if locations is None:
+        locations = request.app.state.wado_locations = InstanceLocations()
+    return locations
+
+
+async def retrieve_frames(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    ranges = accept_ranges(request)
+    numbers = parse_frame_list(request.path_params["frames"])
+    study, series, sop = uids(request)
+    assert series is not None and sop is not None
+
+    def unchanged(etag: str, last_modified: datetime) -> bool:
+        return not_modified(request, etag, last_modified)
+
+    answer = await anyio.to_thread.run_sync(
+        _answer, archive, instance_locations(request), (study, series, sop), numbers, ranges, unchanged)
+    headers = validator_headers(answer.etag, answer.image.stored.created_at)
+    if answer.frames is None:
+        return not_modified_response(headers)
+    target = answer.target
+    part_type = f"{ts.frame_media_type(target)}; transfer-syntax={target}"
+    if answer.choice.kind == "single":
+        (frame,) = answer.frames
         response = Response(frame, media_type=part_type, headers=headers)
         return head_or(request, response, len(frame))
     base = str(request.url).split("?", 1)[0].rsplit("/frames/", 1)[0]
     boundary, body = multipart_body([
         ([("Content-Type", part_type), ("Content-Location", f"{base}/frames/{n}")], frame)
-        for n, frame in zip(numbers, frames, strict=True)
+        for n, frame in zip(numbers, answer.frames, strict=True)
     ])
     response = Response(
         body, headers=headers,
-        media_type=f'multipart/related; type="{media}"; transfer-syntax={target}; boundary={boundary}')
+        media_type=f'multipart/related; type="{ts.frame_media_type(target)}"; transfer-syntax={target}; '
+                   f"boundary={boundary}")
     return head_or(request, response, len(body))

@@ -23,14 +23,16 @@ from ..dicom.xml_model import json_to_xml
 from ..http.media import MediaRange
 from ..http.multipart import closing, new_boundary, part_head
 from ..http.problems import HTTPProblem
-from ..services.retrieve import CHUNK, StoredInstance
+from ..services.retrieve import StoredInstance
 from ..stow.routes import base_url
 from ..transcode import NotTranscodable, transcode_instance
 from .caching import entity_tag, head_or, not_modified, not_modified_response, validator_headers
 from .common import not_found, uids
+from .frames import instance_locations
 from .lookup import metadata_validator
 from .metadata_cache import MetadataCache
 from .negotiate import DICOM, accept_ranges, instance_representation
+from .streaming import Piece, body_length, stream
 from .zip_archive import zip_response
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,6 @@ async def _instances(request: Request) -> list[StoredInstance]:
     if not found:
         raise not_found(study, series, sop)
     return found
-
-
-async def _file_chunks(archive: Archive, instance: StoredInstance) -> AsyncIterator[bytes]:
-    if instance.size <= CHUNK:  # one thread hop for the common small instance
-        yield await anyio.to_thread.run_sync(archive.retrieve.read_range, instance, 0, instance.size)
-        return
-    fp = await anyio.to_thread.run_sync(archive.retrieve.open, instance)
-    try:
-        while chunk := await anyio.to_thread.run_sync(fp.read, CHUNK):
-            yield chunk
-    finally:
-        fp.close()
 
 
 def _transcoded(archive: Archive, instance: StoredInstance, target: str) -> bytes:
@@ -108,7 +98,7 @@ async def retrieve_instances(request: Request) -> Response:
             media = f"{DICOM}; transfer-syntax={choice.target}"
             return head_or(request, Response(data, media_type=media, headers=headers), len(data))
         response = StreamingResponse(
-            _file_chunks(archive, instance) if request.method != "HEAD" else iter(()),
+            stream(archive.retrieve, [instance]) if request.method != "HEAD" else iter(()),
             media_type=f"{DICOM}; transfer-syntax={instance.transfer_syntax_uid}",
             headers={**headers, "Content-Length": str(instance.size)},
         )
@@ -119,23 +109,16 @@ async def retrieve_instances(request: Request) -> Response:
     content_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
     if choice.target is None or stored == {choice.target}:
         # As stored: the length is known before the first byte.
-        heads = [
-            part_head(boundary, [("Content-Type", f"{DICOM}; transfer-syntax={i.transfer_syntax_uid}"),
-                                 ("Content-Location", _instance_url(base, i))], first=index == 0)
-            for index, i in enumerate(instances)
-        ]
-        length = sum(len(h) for h in heads) + sum(i.size for i in instances) + len(tail)
-
-        async def stored_body() -> AsyncIterator[bytes]:
-            for head, instance in zip(heads, instances, strict=True):
-                yield head
-                async for chunk in _file_chunks(archive, instance):
-                    yield chunk
-            yield tail
-
+        pieces: list[Piece] = []
+        for index, i in enumerate(instances):
+            pieces.append(part_head(boundary, [("Content-Type", f"{DICOM}; transfer-syntax={i.transfer_syntax_uid}"),
+                                               ("Content-Location", _instance_url(base, i))], first=index == 0))
+            pieces.append(i)
+        pieces.append(tail)
+        length = body_length(pieces)
         if request.method == "HEAD":
             return head_or(request, Response(headers=headers, media_type=content_type), length)
-        return StreamingResponse(stored_body(), media_type=content_type,
+        return StreamingResponse(stream(archive.retrieve, pieces), media_type=content_type,
                                  headers={**headers, "Content-Length": str(length)})
 
     # Transcoded: the first instance before answering, so one that cannot be converted is a 406.
@@ -152,7 +135,7 @@ async def retrieve_instances(request: Request) -> Response:
     if request.method == "HEAD":
         return head_or(request, Response(headers=headers, media_type=content_type), None)
 
-    async def transcoded_body() -> AsyncIterator[bytes]:
+    async def transcoded_body() -> AsyncIterator[bytes | memoryview]:
         for index, instance in enumerate(instances):
             syntax, data = (first_syntax, first_data) if index == 0 else await _as(archive, instance, choice.target)
             yield part_head(boundary, [("Content-Type", f"{DICOM}; transfer-syntax={syntax}"),
@@ -160,7 +143,7 @@ async def retrieve_instances(request: Request) -> Response:
             if data is not None:
                 yield data
             else:
-                async for chunk in _file_chunks(archive, instance):
+                async for chunk in stream(archive.retrieve, [instance]):
                     yield chunk
         yield tail
 
@@ -253,6 +236,7 @@ async def delete_resource(request: Request) -> Response:
     archive: Archive = request.app.state.archive
     study, series, sop = uids(request)
     removed = await anyio.to_thread.run_sync(archive.removal.delete, study, series, sop)
+    instance_locations(request).forget_study(study)
     if not removed:
         raise not_found(study, series, sop)
     return Response(status_code=204)

@@ -82,3 +82,20 @@ def test_preamble_and_transport_padding_are_ignored() -> None:
 def test_malformed_bodies_are_named(body: bytes, message: str) -> None:
     with pytest.raises(MultipartError, match=message):
         parse(body, b"B", [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=70000), min_size=1, max_size=4),
+    chunk=st.integers(min_value=1, max_value=40000),
+    seed=st.integers(min_value=0, max_value=255),
+)
+def test_large_parts_in_any_chunk_size(sizes: list[int], chunk: int, seed: int) -> None:
+    """Parts much larger than a chunk (the parser's path that hands the sink views of the chunk)."""
+    boundary = "bnd"
+    # Bytes that keep coming close to the delimiter ("\r\n--bn...") without completing it.
+    pattern = bytes((seed + i) % 256 for i in range(251)) + b"\r\n--bn\r\n-\r\n--b"
+    parts = [(pattern * (size // len(pattern) + 1))[:size] for size in sizes]
+    body = encode(parts, boundary)
+    got = parse(body, boundary.encode(), list(range(chunk, len(body), chunk)))
+    assert [data for _, data in got] == parts

@@ -33,6 +33,12 @@ class Gateway:
     http: TestClient
     peer_ports: dict[str, int]
     tmp: Path
+    dimse: DimseGateway
+
+    def settle(self) -> None:
+        """Wait until what the gateway acknowledged is indexed: it answers a C-STORE once the instance is
+        durable in its inbox, before the index holds it."""
+        assert self.dimse.settle(timeout=30)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -82,7 +88,7 @@ def open_gateway(tmp_path: Path, database_url: str, **extra: Any) -> Iterator[Ga
     port = gateway.start()
     try:
         with TestClient(create_app(settings, archive)) as http:
-            yield Gateway(archive, port, http, ports, tmp_path)
+            yield Gateway(archive, port, http, ports, tmp_path, gateway)
     finally:
         gateway.stop()
         archive.close()

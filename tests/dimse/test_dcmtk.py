@@ -33,6 +33,7 @@ def test_echoscu(gateway: Gateway) -> None:
 
 def test_storescu_is_indexed_and_retrievable_by_wado(gateway: Gateway) -> None:
     files = _store_all(gateway)
+    gateway.settle()
     for path in files:
         original = dcmread(path)
         stored = gateway.archive.retrieve.instances(original.StudyInstanceUID, original.SeriesInstanceUID,

@@ -313,10 +313,10 @@ def pack_series(sources: Iterable[Source], out: BinaryIO, codec: str = "auto") -
     """Pack the Part 10 files of one series into ``out`` (written sequentially, index at the end).
 
     ``codec``: a codec name (see :func:`dicomweb.plugins.codecs.codec_names`) or ``"auto"`` to try
-    the available ones on a few frames spread over the series and keep the smallest. Every instance is
-    checked to reassemble to its original SHA-256 before this returns; a file whose pixel data cannot
-    be cut out safely is stored whole (zstd). Raises :class:`ContainerError` on duplicate SOP Instance
-    UIDs with different content or unreadable input.
+    the available ones on a few frames spread over the series and keep the smallest that still reads fast
+    (:mod:`.trial`). Every instance is checked to reassemble to its original SHA-256 before this returns;
+    a file whose pixel data cannot be cut out safely is stored whole (zstd). Raises :class:`ContainerError`
+    on duplicate SOP Instance UIDs with different content or unreadable input.
     """
     t0 = time.perf_counter()
     items = [SeriesSource(s) for s in sources]

@@ -113,7 +113,9 @@ class Commitment:
     """Answers N-ACTION at once; verifies and reports in a thread of its own."""
 
     def __init__(self, archive: Archive, rules: AccessRules, ae_title: str,
-                 associate: Callable[..., Association]) -> None:
+                 associate: Callable[..., Association], settle: Callable[[], bool] | None = None) -> None:
+        """``settle``: waits until instances already acknowledged are indexed (the gateway's inbox)."""
+        self.settle = settle
         self.archive = archive
         self.rules = rules
         self.ae_title = ae_title
@@ -137,6 +139,9 @@ class Commitment:
 
     def report(self, assoc: Association, caller: str, transaction_uid: str,
                requested: list[tuple[str, str]]) -> bool:
+        if self.settle is not None and not self.settle():
+            log.warning("commitment %s: received instances are still being indexed; verifying anyway",
+                        transaction_uid)
         try:
             event_type, info = event_information(transaction_uid, verify(self.archive, requested), self.ae_title)
         except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -11,18 +12,23 @@ from typing import Any
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ...archive import Archive
 from ...audit import AuditLog
 from ...policies.engine import PolicyEngine
 from ...policies.identity.issuer import principal_for_user
+from ...services.inbox import Inbox
+from ...services.ingest import IngestService
 from .access import AccessRules
 from .audit import DimseAudit
 from .commitment import Commitment
 from .find import handle_find
 from .mpps import PerformedSteps
 from .policy import DimsePolicy
+from .reactor import AcceptingRequestHandler, SharedUIDContext
+from .receipt import Receipt
 from .retrieve import handle_get, handle_move, install_sender
 from .sop import SERVICES, WORKLIST_FIND
 from .storage import handle_store
@@ -74,6 +80,9 @@ class DimseGateway:
         self.server: ThreadedAssociationServer | None = None
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # it logs every association at INFO
+            # Nor bind its logging handlers to every PDU and DIMSE message: they decode each C-STORE request
+            # again only to log it, a debug-level record the level above drops anyway.
+            _config.LOG_HANDLER_LEVEL = "none"
         ae = AE(ae_title=settings.dimse_ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.dimse_timeout_seconds
         ae.connection_timeout = settings.dimse_timeout_seconds
@@ -89,7 +98,15 @@ class DimseGateway:
         self.ae = ae
         self.audit_log = AuditLog.open(archive.engine, settings) if settings.audit_enabled else None
         self.audit = DimseAudit(self.audit_log, self.rules)
-        self.commitment = Commitment(archive, self.rules, settings.dimse_ae_title, self._associate)
+        self.inbox: Inbox | None = None
+        self.receipt: Receipt | None = None
+        if settings.dimse_store_ack == "received":
+            self.inbox = Inbox(archive.staging_dir / "inbox", archive.ingest, archive.staging_dir,
+                               workers=2 * max(1, archive.ingest_parallelism), fsync=settings.fsync)
+            self.receipt = Receipt(self.inbox, IngestService(archive.engine, archive.tiers, settings),
+                                   settings.dimse_timeout_seconds)
+        self.commitment = Commitment(archive, self.rules, settings.dimse_ae_title, self._associate,
+                                     settle=self.inbox.settle if self.inbox is not None else None)
         self.performed = PerformedSteps(archive.engine, self.rules)
 
     def _associate(self, host: str, port: int, **kwargs: Any) -> Association:
@@ -107,7 +124,8 @@ class DimseGateway:
     def handlers(self) -> list[Any]:
         return [
             (evt.EVT_CONN_OPEN, _on_open),
-            (evt.EVT_C_STORE, partial(handle_store, archive=self.archive, rules=self.rules, audit=self.audit)),
+            (evt.EVT_C_STORE, partial(handle_store, archive=self.archive, rules=self.rules, audit=self.audit,
+                                      receipt=self.receipt)),
             (evt.EVT_C_FIND, self.audit.wrap(self._find, "query", "C-FIND")),
             (evt.EVT_C_GET, self.audit.wrap(partial(handle_get, archive=self.archive, rules=self.rules),
                                             "retrieve", "C-GET")),
@@ -121,17 +139,30 @@ class DimseGateway:
     def start(self) -> int:
         """Listen in background threads; returns the port (useful when dimse_port is 0)."""
         port = self.settings.dimse_port or 0
-        server = self.ae.start_server((self.settings.dimse_host, port), block=False, evt_handlers=self.handlers())
-        assert server is not None  # block=False returns the running server
+        if self.inbox is not None:
+            self.inbox.start()  # what a crash left received but not yet indexed
+        # ae.start_server, but with the request handler whose associations run event-driven loops.
+        contexts: list[PresentationContext] = [SharedUIDContext.of(cx) for cx in self.ae.supported_contexts]
+        server = self.ae.make_server((self.settings.dimse_host, port), contexts=contexts, evt_handlers=self.handlers(),
+                                     server_class=ThreadedAssociationServer, request_handler=AcceptingRequestHandler)
+        threading.Thread(target=server.serve_forever, name="dimse-server", daemon=True).start()
+        self.ae._servers.append(server)  # as start_server does: server.shutdown() takes it out again
         self.server = server
         bound = int(server.server_address[1])
         log.info("DIMSE gateway %s listening on %s:%d", self.settings.dimse_ae_title, self.settings.dimse_host, bound)
         return bound
+
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Wait until every instance acknowledged so far is indexed (C-STORE answers on durable receipt);
+        False when ``timeout`` passed first."""
+        return self.inbox.settle(timeout) if self.inbox is not None else True
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
         self.ae.shutdown()
+        if self.inbox is not None:
+            self.inbox.close()
         if self.audit_log is not None:
             self.audit_log.close()

@@ -7,44 +7,54 @@ mid-transfer leaves nothing behind: the partial P-DATA never reaches the archive
 from __future__ import annotations
 
 import logging
+from typing import cast
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
+from pydicom.dataset import Dataset
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
 from ...archive import Archive
+from ...dicom.file_meta import file_meta_bytes
 from ...services.staging import BlobSpooler
 from .access import NOT_AUTHORIZED, AccessRules
 from .audit import DimseAudit
+from .receipt import Receipt
 from .status import PROCESSING_FAILURE, SUCCESS, status
 
 log = logging.getLogger(__name__)
-PREAMBLE = b"\x00" * 128 + b"DICM"
 
 
-def file_meta_bytes(meta: FileMetaDataset) -> bytes:
-    buffer = DicomBytesIO()
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return buffer.getvalue()
+def part10_head(event: Event) -> bytes:
+    """Preamble and file meta for the received data set (what pynetdicom's ``event.file_meta`` holds)."""
+    request = cast(C_STORE, event.request)
+    return file_meta_bytes(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
+                           str(event.context.transfer_syntax), PYNETDICOM_IMPLEMENTATION_UID,
+                           PYNETDICOM_IMPLEMENTATION_VERSION)
 
 
-def handle_store(event: Event, archive: Archive, rules: AccessRules,
-                 audit: DimseAudit | None = None) -> int | Dataset:
+def handle_store(event: Event, archive: Archive, rules: AccessRules, audit: DimseAudit | None = None,
+                 receipt: Receipt | None = None) -> int | Dataset:
+    """With a ``receipt`` the instance is acknowledged once checked and durable in the inbox; without,
+    once fully ingested."""
     caller = event.assoc.requestor.ae_title
     if not rules.allows(caller, "store"):
         if audit is not None:
             audit.record(event, "store", "C-STORE", NOT_AUTHORIZED)
         return status(NOT_AUTHORIZED, f"{caller} may not store here")
-    spool = BlobSpooler(archive.staging_dir, archive.settings.spool_memory_bytes)
+    spool = BlobSpooler(archive.staging_dir, archive.spool_memory_bytes)
     try:
-        spool.write(PREAMBLE + file_meta_bytes(event.file_meta))
+        spool.write(part10_head(event))
         spool.write(event.encoded_dataset(include_meta=False))  # the bytes exactly as the peer sent them
     except BaseException:
         spool.abort()
         raise
     institutions = rules.policy.store_institutions(caller) if rules.policy is not None else None
-    result = archive.ingest.store(spool.finish(), None, institutions)
+    blob = spool.finish()
+    if receipt is not None:
+        result = receipt.receive(blob, institutions)
+    else:
+        result = archive.ingest.store(blob, None, institutions)
     if audit is not None:
         audit.record(event, "store", "C-STORE", SUCCESS if result.ok else (result.failure_reason or PROCESSING_FAILURE),
                      study=result.study_instance_uid or "", detail=result.message or "", count=int(result.ok))

@@ -1,0 +1,174 @@
+"""Answer on durable receipt, index right after: the inbox journal of received instances.
+
+A DIMSE peer sends its next instance only after the C-STORE response, so a gateway that answers after the
+whole ingest (DICOM JSON, tier, index) stores one instance at a time at the speed of one ingest. With the
+inbox the gateway answers once the instance is checked (parsed, authorized, not a conflicting duplicate:
+:meth:`IngestService.check`) and durable on disk: fsynced, renamed into the inbox folder, folder fsynced.
+Publishing into the tier and indexing follow in background threads (on the ingest worker processes), while
+the peer already sends the next instance.
+
+An inbox file is removed only once the index holds its instance, so a crash at any point loses nothing that
+was acknowledged: :meth:`Inbox.recover` (at start, then periodically) ingests whatever is left; an instance
+ingested twice is an identical duplicate, which is a success. A file the index still refuses (a series
+already stored in another study, say) moves to ``failed/`` with its reason beside it and an error in the
+log; one that failed for want of resources (the index or the tier unavailable) stays for the next pass.
+Storage commitment waits (:meth:`Inbox.settle`) until what was received is indexed before it verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from ..dicom.part10 import OUT_OF_RESOURCES, PROCESSING_FAILURE
+from .ingest import StoreResult
+from .staging import SPOOL_SUFFIX, StagedBlob
+
+log = logging.getLogger(__name__)
+SUFFIX = ".dcm"
+RETRY_SECONDS = 60.0
+
+
+class Ingest(Protocol):
+    def store(
+        self, blob: StagedBlob, expected_study: str | None = None, institutions: frozenset[str] | None = None
+    ) -> StoreResult: ...
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Inbox:
+    def __init__(self, directory: Path, ingest: Ingest, staging_dir: Path, workers: int, fsync: bool = True) -> None:
+        """``directory`` must be on the staging folder's filesystem (entries are renamed and linked across)."""
+        self.directory = directory
+        self.failed_dir = directory / "failed"
+        self._ingest = ingest
+        self._staging = staging_dir
+        self._fsync = fsync
+        self._executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inbox")
+        self._changed = threading.Condition()
+        self._in_flight: set[str] = set()
+        self._stopped = threading.Event()
+        self._retry: threading.Thread | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    # -- receiving ---------------------------------------------------------------------------------------
+    def accept(self, blob: StagedBlob, institutions: frozenset[str] | None = None) -> None:
+        """Make the received instance durable in the inbox (consuming ``blob``), then ingest it in the background.
+
+        Returns once the bytes would survive a crash: the caller may acknowledge the instance.
+        """
+        path = self.directory / f"{uuid.uuid4().hex}{SUFFIX}"
+        temp = path.with_suffix(SPOOL_SUFFIX)
+        if blob.path is not None:
+            os.replace(blob.path, temp)
+            blob.path = None
+        else:
+            assert blob.data is not None
+            temp.write_bytes(blob.data)
+        if self._fsync:
+            with open(temp, "rb+") as fp:
+                os.fsync(fp.fileno())
+        os.replace(temp, path)  # a name ending in .dcm is always a complete, durable instance
+        if self._fsync:
+            _sync_dir(self.directory)
+        self._submit(path, blob.sha256, blob.size, institutions)
+        blob.discard()
+
+    def _submit(self, path: Path, sha256: str, size: int, institutions: frozenset[str] | None) -> None:
+        with self._changed:
+            if path.name in self._in_flight:
+                return
+            self._in_flight.add(path.name)
+        self._executor.submit(self._ingest_one, path, sha256, size, institutions)
+
+    def _ingest_one(self, path: Path, sha256: str, size: int, institutions: frozenset[str] | None) -> None:
+        try:
+            # A link in the staging folder is what the ingest consumes (renames into the tier); the inbox
+            # entry itself stays until the index holds the instance.
+            link = self._staging / f"{uuid.uuid4().hex}{SPOOL_SUFFIX}"
+            try:
+                os.link(path, link)
+            except FileNotFoundError:
+                return  # a concurrent pass already finished it
+            result = self._ingest.store(StagedBlob(sha256=sha256, size=size, path=link), None, institutions)
+            if result.ok:
+                path.unlink(missing_ok=True)
+            elif result.failure_reason in (OUT_OF_RESOURCES, PROCESSING_FAILURE):
+                log.warning("inbox %s: %s; kept for another try", path.name, result.message)
+            else:
+                self._quarantine(path, result)
+        except Exception:
+            log.exception("inbox %s: ingest failed; kept for another try", path.name)
+        finally:
+            with self._changed:
+                self._in_flight.discard(path.name)
+                self._changed.notify_all()
+
+    def _quarantine(self, path: Path, result: StoreResult) -> None:
+        log.error("inbox %s: acknowledged instance %s could not be indexed: %s; moved to %s",
+                  path.name, result.sop_instance_uid, result.message, self.failed_dir)
+        self.failed_dir.mkdir(exist_ok=True)
+        (self.failed_dir / f"{path.stem}.txt").write_text(
+            f"{result.sop_instance_uid}\nfailure reason 0x{result.failure_reason or 0:04X}\n{result.message}\n")
+        os.replace(path, self.failed_dir / path.name)
+
+    # -- recovery ----------------------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Ingest every inbox entry not already in progress (left by a crash, or a failed try); how many."""
+        queued = 0
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            with self._changed:
+                if path.name in self._in_flight:
+                    continue
+            digest = hashlib.sha256()
+            try:
+                with open(path, "rb") as fp:
+                    while chunk := fp.read(1 << 20):
+                        digest.update(chunk)
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            # The caller's store rights were checked before the instance was acknowledged.
+            self._submit(path, digest.hexdigest(), size, None)
+            queued += 1
+        if queued:
+            log.info("inbox: %d received instance(s) queued for indexing", queued)
+        return queued
+
+    def start(self, retry_seconds: float = RETRY_SECONDS) -> None:
+        """Recover now, and again every ``retry_seconds`` for entries whose ingest failed for want of resources."""
+        self.recover()
+
+        def again() -> None:
+            while not self._stopped.wait(retry_seconds):
+                self.recover()
+
+        self._retry = threading.Thread(target=again, name="inbox-retry", daemon=True)
+        self._retry.start()
+
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Wait until nothing received is still being ingested; False when ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._in_flight, timeout)
+
+    @property
+    def pending(self) -> int:
+        with self._changed:
+            return len(self._in_flight)
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._executor.shutdown(wait=True)
