@@ -34,6 +34,20 @@ log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 
 
+
+def _switch_rows(conn: Connection, table: Any, target: str, rows: list[tuple[int, str, str]]) -> set[int]:
+    """Point the rows (id, tier copied from, key) at ``target`` where they still name that copy; the ids that
+    now name ``target`` (a row replaced, deleted or repacked meanwhile is left as it is)."""
+    conn.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.tier == bindparam("src"),
+               table.c.storage_key == bindparam("key"))
+        .values(tier=target),
+        [{"row_id": row_id, "src": tier, "key": key} for row_id, tier, key in rows],
+    )
+    return set(conn.execute(select(table.c.id).where(
+        table.c.id.in_([row_id for row_id, _, _ in rows]), table.c.tier == target)).scalars())
+
 class MigrationError(RuntimeError):
     """A move could not finish; the study stays readable where the index says it is."""
 
@@ -232,16 +246,8 @@ class MigrationService:
             if not mine:
                 return set(), moved
             # Guarded by the old location: an instance replaced or deleted meanwhile is not switched.
-            conn.execute(
-                update(instances)
-                .where(instances.c.id == bindparam("iid"), instances.c.tier == bindparam("src"),
-                       instances.c.storage_key == bindparam("key"))
-                .values(tier=target),
-                [{"iid": m.instance_id, "src": m.source_tier, "key": m.storage_key} for m in mine],
-            )
-            ids = [m.instance_id for m in mine]
-            switched = set(conn.execute(
-                select(instances.c.id).where(instances.c.id.in_(ids), instances.c.tier == target)).scalars())
+            switched = _switch_rows(conn, instances, target,
+                                    [(m.instance_id, m.source_tier, m.storage_key) for m in mine])
             if switched:
                 conn.execute(update(moves).where(moves.c.instance_id.in_(switched)).values(
                     state="switched", updated_at=datetime.now(UTC)))
@@ -252,16 +258,7 @@ class MigrationService:
         """Containers still where they were copied from now name ``target`` (a repack meanwhile is left be)."""
         if not containers:
             return set()
-        packed = _packed()
-        conn.execute(
-            update(packed)
-            .where(packed.c.id == bindparam("cid"), packed.c.tier == bindparam("src"),
-                   packed.c.storage_key == bindparam("key"))
-            .values(tier=target),
-            [{"cid": c.id, "src": c.tier, "key": c.storage_key} for c in containers],
-        )
-        return set(conn.execute(select(packed.c.id).where(
-            packed.c.id.in_([c.id for c in containers]), packed.c.tier == target)).scalars())
+        return _switch_rows(conn, _packed(), target, [(c.id, c.tier, c.storage_key) for c in containers])
 
     def _abandon(self, ids: list[int]) -> None:
         """Drop our own unfinished moves: remove their rows, then every copy the index does not name."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,19 +108,20 @@ def pick(candidates: list[Candidate], frame_bytes: float, min_decode_mbps: float
     return min(candidates, key=lambda c: (c.random_frame_seconds, c.size, c.name))
 
 
-def _cpu_seconds(fn: object, *args: object) -> float:
+def _cpu_seconds(fn: Callable[..., object], *args: object) -> float:
     """Least CPU time of two runs of ``fn(*args)``: the first may pay for caches and imports."""
     best = float("inf")
     for _ in range(2):
         t0 = time.thread_time()
-        fn(*args)  # type: ignore[operator]
+        fn(*args)
         best = min(best, time.thread_time() - t0)
     return best
 
 
-def _measure(codec: FrameCodec, samples: list[Sample]) -> Candidate | None:
-    """``codec`` coding every sample frame on its own; ``None`` if it cannot code one of them."""
-    total, seconds = 0, 0.0
+def _measure(codec: FrameCodec, samples: list[Sample]) -> tuple[Candidate, list[int]] | None:
+    """``codec`` coding every sample frame on its own, and each one's coded size; ``None`` if it cannot code
+    one of them."""
+    sizes, seconds = [], 0.0
     for arr, _ in samples:
         if not codec.supports(arr.shape, arr.dtype):
             return None
@@ -129,18 +131,19 @@ def _measure(codec: FrameCodec, samples: list[Sample]) -> Candidate | None:
         except CodecError as exc:
             log.debug("codec %s failed on a sample frame: %s", codec.name, exc)
             return None
-        total += len(data)
+        sizes.append(len(data))
     per_frame = seconds / len(samples)
-    return Candidate(codec.name, total, per_frame, per_frame)
+    return Candidate(codec.name, sum(sizes), per_frame, per_frame), sizes
 
 
-def _measure_interslice(codec: InterSliceCodec, base: Candidate, samples: list[Sample]) -> Candidate | None:
-    """Expected size with a keyframe every K frames (key/K + residual*(K-1)/K per frame) and decode cost."""
+def _measure_interslice(codec: InterSliceCodec, base: Candidate, key_sizes: list[int],
+                        samples: list[Sample]) -> Candidate | None:
+    """Expected size with a keyframe every K frames (key/K + residual*(K-1)/K per frame) and decode cost.
+    ``key_sizes``: each sample coded as a keyframe, which is how ``base`` measured it."""
     k = codec.keyframe_interval
     total, seconds, deltas = 0.0, 0.0, 0
     try:
-        for arr, prev in samples:
-            key = len(codec.encode(arr))
+        for (arr, prev), key in zip(samples, key_sizes, strict=True):
             if prev is None:
                 total += key
                 continue
@@ -170,23 +173,24 @@ def choose_codec(sources: list[SeriesSource], requested: str) -> tuple[str, dict
     if not samples:
         return "zstd", {}  # nothing a frame codec could code: the choice is moot
     sizes: dict[str, int | None] = {}
-    candidates: list[Candidate] = []
+    bases: list[tuple[Candidate, list[int]]] = []
     for name in available_codecs():
         if name == "interslice":
             continue
         measured = _measure(get_codec(name), samples)
-        sizes[name] = measured.size if measured else None
+        sizes[name] = measured[0].size if measured else None
         if measured:
-            candidates.append(measured)
-    if not candidates:
+            bases.append(measured)
+    if not bases:
         return "zstd", sizes
+    candidates = [base for base, _ in bases]
     if any(prev is not None for _, prev in samples):
-        for base in list(candidates):
+        for base, key_sizes in bases:
             inter = InterSliceCodec(get_codec(base.name), DEFAULT_KEYFRAME_INTERVAL)
-            measured = _measure_interslice(inter, base, samples)
-            sizes[inter.name] = measured.size if measured else None
-            if measured:
-                candidates.append(measured)
+            inter_measured = _measure_interslice(inter, base, key_sizes, samples)
+            sizes[inter.name] = inter_measured.size if inter_measured else None
+            if inter_measured:
+                candidates.append(inter_measured)
     frame_bytes = sum(a.nbytes for a, _ in samples) / len(samples)
     chosen = pick(candidates, frame_bytes)
     log.info("auto codec: %s (%.0f MB/s per core, %.1f ms a random frame, %d bytes for the sample)",
