@@ -37,7 +37,7 @@ def append(engine: Engine, events: Sequence[AuditEvent]) -> list[int]:
         last_id, last_hash = _lock_head(conn)
         rows: list[dict[str, Any]] = []
         for event in events:
-            row = event.normalized().as_dict()
+            row = event.row()
             last_id += 1
             row["id"] = last_id
             row["prev_hash"] = last_hash

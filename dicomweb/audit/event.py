@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,22 +57,21 @@ class AuditEvent:
         return cls(action=action, subject=principal.subject, roles=principal.role_text,
                    institution_of_principal=principal.institution, **values)
 
-    def normalized(self) -> AuditEvent:
-        """Strings cut to their column, without NUL or unencodable characters; the time in UTC."""
-        changes: dict[str, Any] = {}
-        for name, limit in LIMITS.items():
-            value = getattr(self, name)
-            text = str(value or "").replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
-            if text != value:
-                changes[name] = text
+    def row(self) -> dict[str, Any]:
+        """The record's column values: strings cut to their column, without NUL or unencodable characters;
+        the time in UTC. (Called for every request: plain ASCII that fits, nearly every value, is kept as is.)"""
+        values = dict(self.__dict__)
+        for name, limit in _LIMITED:
+            value = values[name]
+            if value.__class__ is str and len(value) <= limit and value.isascii() and "\x00" not in value:
+                continue
+            values[name] = str(value or "").replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
         when = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=UTC)
-        changes["occurred_at"] = when.astimezone(UTC)
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values["occurred_at"] = when.astimezone(UTC)
+        return values
 
 
+_LIMITED = tuple(LIMITS.items())
 EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
 # The hashed fields, fixed: every column of the record except the hash itself.
 HASHED_FIELDS = ("id", "prev_hash", *sorted(EVENT_FIELDS))
@@ -85,11 +84,13 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def record_hash(row: dict[str, Any]) -> str:
     """sha256 over canonical JSON (sorted keys, no spaces, UTF-8) of the hashed fields of one record."""
     canonical = {}
     for name in HASHED_FIELDS:
         value = row.get(name)
         canonical[name] = format_time(value) if isinstance(value, datetime) else value
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(canonical).encode("utf-8")).hexdigest()

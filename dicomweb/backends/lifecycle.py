@@ -170,6 +170,10 @@ class AccessTracker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def may_block(self, tier: Tier) -> bool:
+        """A read from another tier than ``promote_to`` may schedule a promotion (a job: an index write)."""
+        return bool(self.promote_to) and tier.name != self.promote_to
+
     def __call__(self, tier: Tier, key: str) -> None:
         study = key.partition("/")[0]
         promote = False

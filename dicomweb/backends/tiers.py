@@ -16,12 +16,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
 import fsspec
 
 from ..settings import TierSettings
+from . import cached_read
 
 _KEY = re.compile(r"^[0-9A-Za-z._-]+(/[0-9A-Za-z._-]+)*$")
 TEMP_MARK = ".tmp-"
@@ -77,6 +78,11 @@ class Tier:
         with self.open(key) as fp:
             fp.seek(offset)
             return fp.read(length)
+
+    def read_range_cached(self, key: str, offset: int, length: int) -> bytearray | None:
+        """The range when it can be had without waiting on a disk or a network (``cached_read``), else None:
+        safe to call on the event loop. Tiers that cannot tell always say None."""
+        return None
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
@@ -204,6 +210,9 @@ class LocalTier(Tier):
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
+
+    def read_range_cached(self, key: str, offset: int, length: int) -> bytearray | None:
+        return cached_read.read_cached(str(self._path(key)), offset, length)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -374,7 +383,16 @@ def open_tier(config: TierSettings, *, fsync: bool = True) -> Tier:
     return tier
 
 
-ReadHook = Callable[[Tier, str], None]
+class ReadHook(Protocol):
+    """Told which tier served each read of ``key``."""
+
+    def __call__(self, tier: Tier, key: str) -> None: ...
+
+    def may_block(self, tier: Tier) -> bool:
+        """Whether being told of a read from ``tier`` may wait on I/O (not to be done on the event loop)."""
+        ...
+
+
 ROLE_ORDER = {"local": 0, "laboratory": 1, "external": 2}
 
 
@@ -424,6 +442,16 @@ class _ReadThrough(Tier):
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         return self._read(key, lambda tier: tier.read_range(key, offset, length))  # type: ignore[no-any-return]
+
+    def read_range_cached(self, key: str, offset: int, length: int) -> bytearray | None:
+        """From the named tier only: a key it lacks is for the thread path, which reads through."""
+        hook = self.tierset.on_read
+        if hook is not None and hook.may_block(self.inner):
+            return None
+        data = self.inner.read_range_cached(key, offset, length)
+        if data is not None and hook is not None:
+            hook(self.inner, key)
+        return data
 
     def sha256(self, key: str) -> str:
         return self.inner.sha256(key)

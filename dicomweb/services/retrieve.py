@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -42,8 +43,9 @@ class StoredInstance:
     container_tier: str | None = None
     container_key: str | None = None
 
-    @property
+    @cached_property
     def frame_ranges(self) -> list[list[tuple[int, int]]] | None:
+        """Per frame, its (offset, length) pieces; parsed once per row (a remembered row serves many reads)."""
         if self.frame_ranges_json is None:
             return None
         return [[(int(o), int(n)) for o, n in frame] for frame in json.loads(self.frame_ranges_json)]
@@ -151,6 +153,12 @@ class RetrieveService:
                 if (data := self._packed_bytes(instance, look_up=True)) is None:
                     raise
         return data[offset : offset + length]
+
+    def read_range_cached(self, instance: StoredInstance, offset: int, length: int) -> bytearray | None:
+        """The range of a loose blob when it can be had without waiting (safe on the event loop), else None."""
+        if instance.container_tier is not None:
+            return None  # packed: decoding the container is work for a thread
+        return self.tiers[instance.tier].read_range_cached(instance.storage_key, offset, length)
 
     def read_frame(self, instance: StoredInstance, frame_number: int) -> bytes:
         """Frame ``frame_number`` (1-based) as stored: native pixels in the file's byte order, or the

@@ -42,10 +42,10 @@ async def one_image(request: Request) -> ImageInstance:
     return found
 
 
-def multipart_body(parts: Sequence[tuple[list[tuple[str, str]], bytes]]) -> tuple[str, bytes]:
+def multipart_body(parts: Sequence[tuple[list[tuple[str, str]], bytes | bytearray]]) -> tuple[str, bytes]:
     """A whole multipart/related body of parts already in memory; returns (boundary, body)."""
     boundary = new_boundary()
-    chunks: list[bytes] = []
+    chunks: list[bytes | bytearray] = []
     for index, (headers, data) in enumerate(parts):
         chunks.append(part_head(boundary, headers, first=index == 0))
         chunks.append(data)

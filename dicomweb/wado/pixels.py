@@ -2,7 +2,7 @@
 
 Native frames go out little endian (PS3.18 8.7.3.3.2): big endian words are swapped here. Only instances
 whose frame boundaries were unknown at ingest (deflated files, packed 1-bit frames) are parsed again.
-Everything here blocks: callers run it in a worker thread.
+Everything here blocks, callers run it in a worker thread, except ``cached_frames``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,19 @@ def _parsed_frames(retrieve: RetrieveService, instance: StoredInstance, numbers:
     return [native_bytes(array[n - 1], pixels) for n in numbers]
 
 
+def _span(pieces: list[tuple[int, int]]) -> tuple[int, int]:
+    """Offset and length of the one read that covers a frame's pieces (its fragments)."""
+    start = pieces[0][0]
+    return start, pieces[-1][0] + pieces[-1][1] - start
+
+
+def _assembled(blob: bytes | bytearray, pieces: list[tuple[int, int]]) -> bytes | bytearray:
+    if len(pieces) == 1:
+        return blob
+    start = pieces[0][0]
+    return b"".join(blob[o - start:o - start + n] for o, n in pieces)
+
+
 def read_frames(
     retrieve: RetrieveService, instance: StoredInstance, bits_allocated: int | None, numbers: list[int]
 ) -> list[bytes]:
@@ -59,13 +72,31 @@ def read_frames(
     out = []
     for number in numbers:
         pieces = ranges[number - 1]
-        start = pieces[0][0]
-        end = pieces[-1][0] + pieces[-1][1]
-        blob = retrieve.read_range(instance, start, end - start)  # one read, fragments sliced out of it
-        data = blob if len(pieces) == 1 else b"".join(blob[o - start:o - start + n] for o, n in pieces)
+        data = bytes(_assembled(retrieve.read_range(instance, *_span(pieces)), pieces))
         if big_endian:
             data = swap_to_little(data, bits_allocated)
         out.append(data)
+    return out
+
+
+def cached_frames(
+    retrieve: RetrieveService, instance: StoredInstance, numbers: list[int], target: str, most_bytes: int
+) -> list[bytes | bytearray] | None:
+    """The frames, when they go out as stored and every byte of them can be read without waiting (at most
+    ``most_bytes`` in all); else None. Does not block: for the event loop, ahead of the thread path."""
+    ranges = instance.frame_ranges
+    stored = instance.transfer_syntax_uid
+    if ranges is None or stored == ts.EXPLICIT_BE or target != (ts.EXPLICIT_LE if ts.is_native(stored) else stored):
+        return None
+    spans = [_span(ranges[number - 1]) for number in numbers]
+    if sum(length for _, length in spans) > most_bytes:
+        return None
+    out: list[bytes | bytearray] = []
+    for number, span in zip(numbers, spans, strict=True):
+        blob = retrieve.read_range_cached(instance, *span)
+        if blob is None:
+            return None
+        out.append(_assembled(blob, ranges[number - 1]))
     return out
 
 

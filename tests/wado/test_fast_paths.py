@@ -6,15 +6,18 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from starlette.routing import Mount
 
 from dicomweb.app import create_app
+from dicomweb.backends import cached_read
 from dicomweb.http.media import parse_accept
 from dicomweb.http.multipart import new_boundary
 from dicomweb.settings import load_settings
+from dicomweb.wado import frames as frames_module
 from dicomweb.wado import streaming
 from tests.conftest import data_path
 from tests.multipart_util import split_multipart
@@ -93,6 +96,42 @@ def test_a_remembered_instance_replaced_behind_the_servers_back_gives_the_new_pi
     assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
     ((_, frame),) = split_multipart(after.headers["content-type"], after.content)
     assert frame == pydicom.dcmread(io.BytesIO(changed.read_bytes())).PixelData
+
+
+def test_frames_answered_from_the_page_cache_equal_those_read_in_a_thread(
+        series: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    inline: list[bool] = []
+    real = frames_module.cached_frames
+
+    def spy(*args: Any) -> Any:
+        got = real(*args)
+        inline.append(got is not None)
+        return got
+
+    monkeypatch.setattr(frames_module, "cached_frames", spy)
+    for item in series.entries:
+        url = series.url(item) + "/frames/1"
+        first = series.client.get(url, headers=OCTET)  # looked up in the index, read in a thread
+        again = series.client.get(url, headers=OCTET)  # remembered, and its frame now in the page cache
+        single = series.client.get(url, headers={"Accept": "application/octet-stream"})
+        assert first.status_code == again.status_code == single.status_code == 200
+        expected = pydicom.dcmread(data_path(item)).PixelData
+        for response in (first, again):
+            ((headers, frame),) = split_multipart(response.headers["content-type"], response.content)
+            assert frame == expected
+            assert headers["content-location"] == url
+        assert single.content == expected and single.headers["etag"] != again.headers["etag"]
+        assert again.headers["etag"] == first.headers["etag"]
+        assert series.client.get(url, headers={**OCTET, "If-None-Match": again.headers["etag"]}).status_code == 304
+    assert inline and all(inline)  # every remembered request was answered without the thread hop
+
+    # Refused reads (pages not cached) send every request to the thread path, with the same answers.
+    monkeypatch.setattr(cached_read, "read_cached", lambda *args: None)
+    item = series.entries[0]
+    response = series.client.get(series.url(item) + "/frames/1", headers=OCTET)
+    assert response.status_code == 200 and inline[-1] is False
+    assert split_multipart(response.headers["content-type"], response.content)[0][1] == \
+        pydicom.dcmread(data_path(item)).PixelData
 
 
 def test_accept_parses_are_shared_but_not_their_lists() -> None:
