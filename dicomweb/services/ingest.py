@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -273,6 +273,15 @@ class _Regroup(Exception):
     """The group transaction met something only the one-instance path decides: index one by one."""
 
 
+@cache
+def _existing_statement() -> Any:
+    """What the index holds under a SOP Instance UID: built once (building a select per instance cost more
+    than running it), its compiled form then reused from the engine's cache."""
+    table = Instance.__table__  # type: ignore[attr-defined]
+    return select(table.c.sha256, table.c.tier, table.c.storage_key).where(
+        table.c.sop_instance_uid == bindparam("sop"))
+
+
 class IngestService:
     def __init__(self, engine: Engine, tiers: TierSet, settings: Settings) -> None:
         self.engine = engine
@@ -499,13 +508,8 @@ class IngestService:
         }
 
     def _existing(self, sop_instance_uid: str) -> dict[str, Any] | None:
-        table = Instance.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(table.c.sha256, table.c.tier, table.c.storage_key).where(
-                    table.c.sop_instance_uid == sop_instance_uid
-                )
-            ).first()
+            row = conn.execute(_existing_statement(), {"sop": sop_instance_uid}).first()
         return dict(row._mapping) if row else None
 
     # -- the index ---------------------------------------------------------------------------------------

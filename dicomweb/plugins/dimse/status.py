@@ -16,6 +16,7 @@ INVALID_ATTRIBUTE_VALUE = 0x0106
 DUPLICATE_INSTANCE = 0x0111
 IDENTIFIER_MISMATCH = 0xA900  # C-FIND/C-GET/C-MOVE: identifier does not match SOP class
 UNABLE_TO_PROCESS = 0xC000
+OUT_OF_RESOURCES = 0xA700  # C-STORE: refused, out of resources (PS3.4 B.2.3)
 
 
 def status(code: int, comment: str = "") -> Dataset:

@@ -20,7 +20,7 @@ from ...services.staging import BlobSpooler
 from .access import NOT_AUTHORIZED, AccessRules
 from .audit import DimseAudit
 from .receipt import Receipt
-from .status import PROCESSING_FAILURE, SUCCESS, status
+from .status import OUT_OF_RESOURCES, PROCESSING_FAILURE, SUCCESS, status
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,27 @@ def handle_store(event: Event, archive: Archive, rules: AccessRules, audit: Dims
         if audit is not None:
             audit.record(event, "store", "C-STORE", NOT_AUTHORIZED)
         return status(NOT_AUTHORIZED, f"{caller} may not store here")
-    spool = BlobSpooler(archive.staging_dir, archive.spool_memory_bytes)
-    try:
-        spool.write(part10_head(event))
-        spool.write(event.encoded_dataset(include_meta=False))  # the bytes exactly as the peer sent them
-    except BaseException:
-        spool.abort()
-        raise
     institutions = rules.policy.store_institutions(caller) if rules.policy is not None else None
-    blob = spool.finish()
+    # The bytes exactly as the peer sent them, behind the preamble and file meta made for them.
+    parts = (part10_head(event), event.encoded_dataset(include_meta=False))
     if receipt is not None:
+        try:
+            blob = receipt.inbox.arrive(parts)
+        except OSError as exc:
+            log.error("C-STORE from %s: cannot write the inbox: %s", caller, exc)
+            if audit is not None:
+                audit.record(event, "store", "C-STORE", OUT_OF_RESOURCES, detail=str(exc))
+            return status(OUT_OF_RESOURCES, "the archive cannot write the instance now")
         result = receipt.receive(blob, institutions)
     else:
-        result = archive.ingest.store(blob, None, institutions)
+        spool = BlobSpooler(archive.staging_dir, archive.spool_memory_bytes)
+        try:
+            for part in parts:
+                spool.write(part)
+        except BaseException:
+            spool.abort()
+            raise
+        result = archive.ingest.store(spool.finish(), None, institutions)
     if audit is not None:
         audit.record(event, "store", "C-STORE", SUCCESS if result.ok else (result.failure_reason or PROCESSING_FAILURE),
                      study=result.study_instance_uid or "", detail=result.message or "", count=int(result.ok))
