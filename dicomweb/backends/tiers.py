@@ -70,6 +70,11 @@ class Tier:
     def store_bytes(self, data: bytes, key: str) -> None:
         raise NotImplementedError
 
+    def store_durable_file(self, source: Path, key: str) -> None:
+        """:meth:`store_file` for a source whose bytes are already on stable storage (fsynced): a tier that
+        can take the file over as it is need not make its bytes durable a second time."""
+        self.store_file(source, key)
+
     def open(self, key: str) -> BinaryIO:
         """A seekable binary reader."""
         raise NotImplementedError
@@ -141,14 +146,20 @@ class LocalTier(Tier):
         finally:
             os.close(fd)
 
-    def _publish(self, temp: Path, target: Path) -> None:
-        if self.fsync:
+    def _publish(self, temp: Path, target: Path, data_synced: bool = False) -> None:
+        if self.fsync and not data_synced:
             with open(temp, "rb+") as fp:
                 os.fsync(fp.fileno())
         os.replace(temp, target)
-        self._sync_dir(target.parent)
+        self._sync_dir(target.parent)  # the name: what the index commit after this relies on
 
     def store_file(self, source: Path, key: str) -> None:
+        self._store_file(source, key, durable=False)
+
+    def store_durable_file(self, source: Path, key: str) -> None:
+        self._store_file(source, key, durable=True)
+
+    def _store_file(self, source: Path, key: str, durable: bool) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -158,12 +169,12 @@ class LocalTier(Tier):
         temp = target.with_name(f"{target.name}{TEMP_MARK}{uuid.uuid4().hex}")
         try:
             if same_fs:
-                os.replace(source, temp)
+                os.replace(source, temp)  # the same inode: durable bytes stay durable
             else:
                 with open(source, "rb") as src, open(temp, "wb") as dst:
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
-            self._publish(temp, target)
+            self._publish(temp, target, data_synced=durable and same_fs)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise StorageError(f"tier {self.name}: cannot store {key}: {exc.strerror}") from exc
@@ -458,6 +469,9 @@ class _ReadThrough(Tier):
 
     def store_file(self, source: Path, key: str) -> None:
         self.inner.store_file(source, key)
+
+    def store_durable_file(self, source: Path, key: str) -> None:
+        self.inner.store_durable_file(source, key)
 
     def store_bytes(self, data: bytes, key: str) -> None:
         self.inner.store_bytes(data, key)

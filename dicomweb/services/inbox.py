@@ -166,7 +166,8 @@ class Inbox:
                 os.link(path, link)
             except FileNotFoundError:
                 return  # a concurrent pass already finished it
-            result = self._ingest.store(StagedBlob(sha256=sha256, size=size, path=link), None, institutions)
+            blob = StagedBlob(sha256=sha256, size=size, path=link, durable=self._fsync)  # fsynced on receipt
+            result = self._ingest.store(blob, None, institutions)
             if result.ok:
                 path.unlink(missing_ok=True)
             elif result.failure_reason in (OUT_OF_RESOURCES, PROCESSING_FAILURE):

@@ -425,7 +425,7 @@ class IngestService:
         key = storage_key(parsed, blob.sha256)
         try:
             if blob.path is not None:
-                tier.store_file(blob.path, key)
+                (tier.store_durable_file if blob.durable else tier.store_file)(blob.path, key)
                 blob.path = None  # consumed by the tier
             else:
                 assert blob.data is not None

@@ -43,6 +43,7 @@ class StagedBlob:
     size: int
     data: bytes | None = None
     path: Path | None = None
+    durable: bool = False  # the file at ``path`` is already fsynced (an acknowledged DIMSE inbox entry)
 
     def open(self) -> BinaryIO:
         if self.data is not None:

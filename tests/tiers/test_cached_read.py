@@ -45,3 +45,4 @@ def test_pages_not_in_the_cache_are_refused_not_waited_for(tmp_path: Path) -> No
         pytest.skip("this filesystem kept the pages cached despite POSIX_FADV_DONTNEED")
     assert path.read_bytes() == data  # a blocking read brings them in
     assert read_cached(str(path), 0, len(data)) == data
+
