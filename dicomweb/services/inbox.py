@@ -66,6 +66,12 @@ def _start_writeback(fd: int) -> None:
         _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
+def _named_digest(path: Path) -> str | None:
+    """The sha256 an entry's name carries (``<uuid>-<sha256>.dcm``); None for names without one."""
+    _, _, digest = path.stem.rpartition("-")
+    return digest if len(digest) == 64 else None
+
+
 def _sync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -126,7 +132,7 @@ class Inbox:
 
         Returns once the bytes would survive a crash: the caller may acknowledge the instance.
         """
-        path = self.directory / f"{uuid.uuid4().hex}{SUFFIX}"
+        path = self.directory / f"{uuid.uuid4().hex}-{blob.sha256}{SUFFIX}"
         if blob.path is not None and blob.path.parent == self.directory:
             temp = blob.path  # from arrive(): already here, its writeback under way
             blob.path = None
@@ -138,14 +144,16 @@ class Inbox:
             assert blob.data is not None
             temp = path.with_suffix(SPOOL_SUFFIX)
             temp.write_bytes(blob.data)
+        # Named first, synced after: one fsync then makes the bytes and the name durable in one journal
+        # commit (ext4, XFS), and the folder's fsync that POSIX asks for finds nothing left to do. A crash in
+        # between may leave a name whose bytes are not all there: the hash in the name tells (recover()).
+        os.replace(temp, path)
         if self._fsync:
-            fd = os.open(temp, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.replace(temp, path)  # a name ending in .dcm is always a complete, durable instance
-        if self._fsync:
             _sync_dir(self.directory)
         self._submit(path, blob.sha256, blob.size, institutions)
         blob.discard()
@@ -204,6 +212,12 @@ class Inbox:
                         digest.update(chunk)
                 size = path.stat().st_size
             except FileNotFoundError:
+                continue
+            named = _named_digest(path)
+            if named is not None and named != digest.hexdigest():
+                # Named, then a crash before its fsync ended: never acknowledged, and not whole.
+                log.warning("inbox %s: its bytes do not match the hash in its name; dropped", path.name)
+                path.unlink(missing_ok=True)
                 continue
             # The caller's store rights were checked before the instance was acknowledged.
             self._submit(path, digest.hexdigest(), size, None)

@@ -91,10 +91,14 @@ def test_a_restart_drops_unacknowledged_files_and_ingests_acknowledged_ones(tmp_
     ingest = Recording()
     inbox = _inbox(tmp_path, ingest)
     (inbox.directory / f"half-written{SPOOL_SUFFIX}").write_bytes(b"never acknowledged")
-    (inbox.directory / "acknowledged.dcm").write_bytes(b"acknowledged before the crash")
+    (inbox.directory / "acknowledged.dcm").write_bytes(b"acknowledged before the crash")  # an older name
+    whole = b"named, synced, acknowledged"
+    (inbox.directory / f"{'a' * 32}-{hashlib.sha256(whole).hexdigest()}.dcm").write_bytes(whole)
+    # Named, then the crash came before its bytes were all on disk: never acknowledged.
+    (inbox.directory / f"{'b' * 32}-{hashlib.sha256(whole).hexdigest()}.dcm").write_bytes(whole[:5])
     inbox.start(retry_seconds=3600)
     assert ingest.done.wait(10) and inbox.settle(10)
-    assert ingest.stored == [b"acknowledged before the crash"]
+    assert sorted(ingest.stored) == [b"acknowledged before the crash", whole]
     assert list(inbox.directory.iterdir()) == []
     inbox.close()
 
