@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
 
 from dicomweb.services import inbox as inbox_module
 from dicomweb.services.inbox import Inbox
@@ -18,7 +17,7 @@ from dicomweb.services.ingest import StoreResult
 from dicomweb.services.staging import SPOOL_SUFFIX, StagedBlob
 
 from .conftest import FILES, Gateway, data_file
-from .test_receive_path import SCP_AE, _ae
+from .test_receive_path import store_one
 
 
 class Recording:
@@ -112,16 +111,7 @@ def test_an_inbox_that_cannot_be_written_answers_out_of_resources_and_stores_not
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(inbox, "arrive", full)
-    path = data_file(FILES[0])
-    ds = dcmread(path, stop_before_pixels=True)
-    ae = _ae("STORESCP")
-    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate(*gateway.address, ae_title=SCP_AE)
-    assert assoc.is_established
-    try:
-        response = assoc.send_c_store(path)
-    finally:
-        assoc.release()
+    response = store_one(gateway, "STORESCP", data_file(FILES[0]))
     assert response.Status == 0xA700
     gateway.settle()
     found = gateway.http.get("/dicom-web/studies")

@@ -109,17 +109,21 @@ def test_accepted_associations_are_event_driven_and_end_on_release_and_abort(gat
         _wait_until_gone(gateway)  # the gateway's threads for it have ended
 
 
-def test_a_failure_response_keeps_its_error_comment(gateway: Gateway) -> None:
-    path = data_file(FILES[1])
+def store_one(gateway: Gateway, caller: str, path: Path) -> Any:
+    """The gateway's answer to one C-STORE of ``path`` from ``caller``, on an association of its own."""
     ds = dcmread(path, stop_before_pixels=True)
-    ae = _ae("READONLY")  # a peer that may not store
+    ae = _ae(caller)
     ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
     assoc = ae.associate(*gateway.address, ae_title=SCP_AE)
     assert assoc.is_established
     try:
-        response = assoc.send_c_store(path)
+        return assoc.send_c_store(path)
     finally:
         assoc.release()
+
+
+def test_a_failure_response_keeps_its_error_comment(gateway: Gateway) -> None:
+    response = store_one(gateway, "READONLY", data_file(FILES[1]))  # a peer that may not store
     assert response.Status == 0x0124
     assert "READONLY" in response.ErrorComment
 
